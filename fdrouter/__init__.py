@@ -1,0 +1,21 @@
+"""fdrouter: a FastDeploy-compatible LLM inference router on aiohttp.
+
+Embedding it in a running event loop (a notebook, a test, a model server)::
+
+    async with fdrouter.RouterServer(fdrouter.RouterConfig(port=0)) as server:
+        print(server.url)
+"""
+
+from .client import keep_registered, register_instance, register_instance_sync
+from .config import ConfigError, RouterConfig
+from .errors import RouterError
+from .instances import InstanceInfo, Role
+from .router import Router
+from .server import RouterServer, build_app
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError", "InstanceInfo", "Role", "Router", "RouterConfig", "RouterError", "RouterServer",
+    "build_app", "keep_registered", "register_instance", "register_instance_sync", "__version__",
+]

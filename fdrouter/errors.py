@@ -1,0 +1,114 @@
+"""One error tree for the router, rendered to clients in one place (``server.py``).
+
+Each class carries the HTTP status and the OpenAI error ``type`` it is answered with.
+aiohttp client errors are mapped to these in exactly one place: ``upstream.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+
+class RouterError(Exception):
+    """Root of every error the router answers a client with."""
+
+    status = 500
+    type = "internal_error"
+    code = "internal_error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+    def to_dict(self) -> dict:
+        """The OpenAI error shape: ``{"error": {"message", "type", "code"}}``."""
+        return {"error": {"message": self.message, "type": self.type, "code": self.code}}
+
+
+class BadRequest(RouterError):
+    """The client's request is malformed or names an invalid field."""
+
+    status = 400
+    type = "invalid_request_error"
+    code = "invalid_request"
+
+
+class Unauthorized(RouterError):
+    """An API key is configured and the request did not present it."""
+
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class NotFound(RouterError):
+    """No route for this path, or no such registered instance."""
+
+    status = 404
+    type = "not_found_error"
+    code = "not_found"
+
+
+class PayloadTooLarge(RouterError):
+    """The request body is over the configured limit."""
+
+    status = 413
+    type = "invalid_request_error"
+    code = "payload_too_large"
+
+
+class NoHealthyInstance(RouterError):
+    """No healthy instance is registered for a role the request needs."""
+
+    status = 503
+    type = "service_unavailable_error"
+    code = "no_healthy_instance"
+
+
+class InstanceUnhealthy(RouterError):
+    """An instance asked to register did not pass its health probe."""
+
+    status = 503
+    type = "service_unavailable_error"
+    code = "instance_unhealthy"
+
+
+class UpstreamError(RouterError):
+    """Connecting to an instance failed, or its response broke off."""
+
+    status = 502
+    type = "upstream_error"
+    code = "upstream_error"
+
+
+class UpstreamTimeout(UpstreamError, asyncio.TimeoutError):
+    """An instance did not answer within the configured timeout."""
+
+    status = 504
+    type = "upstream_timeout"
+    code = "upstream_timeout"
+
+
+class UpstreamStatus(RouterError):
+    """An instance answered non-2xx: its status and body go to the client unchanged."""
+
+    type = "upstream_error"
+    code = "upstream_status"
+
+    def __init__(self, status: int, body: bytes, content_type: str, *, instance: str, leg: str) -> None:
+        super().__init__(f"{leg} instance {instance} answered HTTP {status}")
+        self.status = status
+        self.body = body
+        self.content_type = content_type
+        self.instance = instance
+        self.leg = leg
+
+
+class ClientDisconnected(RouterError):
+    """The client went away before its answer was written (nginx's 499); nothing to render."""
+
+    status = 499
+    type = "client_closed_request"
+    code = "client_closed_request"

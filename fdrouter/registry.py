@@ -1,0 +1,105 @@
+"""The set of known instances, their health and their load counters.
+
+Bookkeeping only: no I/O. The health monitor and the request path feed it outcomes;
+it returns what changed, and the caller logs or acts. All calls happen on the event
+loop thread with no await inside, so no lock is needed.
+"""
+
+from __future__ import annotations
+
+from .health import Health, HealthTracker, Transition
+from .instances import InstanceInfo, Role
+
+
+class InstanceState:
+    """One registered instance: its info, health and live load. Policies read it, never write."""
+
+    __slots__ = ("info", "url", "role", "health", "in_flight", "in_flight_tokens", "requests_total")
+
+    def __init__(self, info: InstanceInfo, health: HealthTracker) -> None:
+        self.info = info
+        self.url = info.url
+        self.role = info.role
+        self.health = health
+        self.in_flight = 0
+        self.in_flight_tokens = 0
+        self.requests_total = 0
+
+    def to_dict(self) -> dict:
+        """The ``/registered`` view of this instance."""
+        return {
+            "role": self.role.value,
+            "url": self.url,
+            "health": self.health.state.value,
+            "in_flight_requests": self.in_flight,
+            "in_flight_tokens": self.in_flight_tokens,
+            "requests_total": self.requests_total,
+            "info": self.info.to_fastdeploy_dict(),
+        }
+
+
+class Registry:
+    """Instances by (host, port), with a cached routable list per role."""
+
+    def __init__(self, *, failure_threshold: int, success_threshold: int) -> None:
+        self._failure_threshold = failure_threshold
+        self._success_threshold = success_threshold
+        self._instances: dict[tuple[str, int], InstanceState] = {}
+        self._routable: dict[Role, tuple[InstanceState, ...]] = {}
+
+    def add(self, info: InstanceInfo, *, health: Health = Health.HEALTHY) -> tuple[InstanceState, bool]:
+        """Register or refresh an instance; returns it and whether it is new.
+
+        Re-registering keeps the load counters (in-flight requests are still running there)
+        and refreshes the info, since a restarted server may announce new ports.
+        """
+        existing = self._instances.get(info.key)
+        if existing is not None:
+            existing.info = info
+            existing.role = info.role
+            self._routable.clear()
+            return existing, False
+        tracker = HealthTracker(
+            failure_threshold=self._failure_threshold, success_threshold=self._success_threshold, state=health
+        )
+        state = InstanceState(info, tracker)
+        self._instances[info.key] = state
+        self._routable.clear()
+        return state, True
+
+    def remove(self, key: tuple[str, int]) -> InstanceState | None:
+        """Forget an instance; requests already running on it finish and release normally."""
+        state = self._instances.pop(key, None)
+        if state is not None:
+            self._routable.clear()
+        return state
+
+    def get(self, key: tuple[str, int]) -> InstanceState | None:
+        """The instance registered at (host, port), if any."""
+        return self._instances.get(key)
+
+    def all(self) -> list[InstanceState]:
+        """Every registered instance, in registration order."""
+        return list(self._instances.values())
+
+    def routable(self, role: Role) -> tuple[InstanceState, ...]:
+        """Instances of ``role`` that may get traffic now (cached until something changes)."""
+        cached = self._routable.get(role)
+        if cached is None:
+            cached = tuple(s for s in self._instances.values() if s.role is role and s.health.state.routable)
+            self._routable[role] = cached
+        return cached
+
+    def observe(self, state: InstanceState, ok: bool) -> Transition | None:
+        """Feed one health outcome; returns the transition if the state changed."""
+        transition = state.health.observe(ok)
+        if transition is not None and transition.old.routable != transition.new.routable:
+            self._routable.clear()
+        return transition
+
+    def counts(self) -> dict[str, int]:
+        """Registered instances per role (FastDeploy's ``/registered_number``)."""
+        out = {role.value: 0 for role in Role}
+        for state in self._instances.values():
+            out[state.role.value] += 1
+        return out

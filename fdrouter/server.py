@@ -1,0 +1,253 @@
+"""The HTTP face of the router (aiohttp.web): routes, error rendering and RouterServer.
+
+Every error leaves through ``error_middleware`` in the OpenAI shape
+``{"error": {"message", "type", "code"}}``; no traceback ever reaches a client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from . import jsonutil
+from .config import RouterConfig
+from .errors import (
+    BadRequest,
+    ClientDisconnected,
+    NoHealthyInstance,
+    NotFound,
+    PayloadTooLarge,
+    RouterError,
+    Unauthorized,
+    UpstreamStatus,
+)
+from .relay import ClientSink
+from .router import Router
+from .validate import CHAT, COMPLETIONS, check_generation, parse_json_object
+
+log = logging.getLogger("fdrouter.server")
+
+ROUTER_KEY = web.AppKey("router", Router)
+CONFIG_KEY = web.AppKey("config", RouterConfig)
+
+
+def json_response(data: object, status: int = 200) -> web.Response:
+    """A JSON response from a Python object."""
+    return web.Response(body=jsonutil.dumps(data), status=status, content_type="application/json")
+
+
+def error_response(error: RouterError) -> web.Response:
+    """Render any RouterError; an instance's own error answer passes through unchanged."""
+    if isinstance(error, UpstreamStatus):
+        return web.Response(
+            body=error.body, status=error.status,
+            headers={"Content-Type": error.content_type, "X-Fdrouter-Failed-Leg": error.leg},
+        )
+    return json_response(error.to_dict(), status=error.status)
+
+
+def _http_exception_error(request: web.Request, exc: web.HTTPException) -> RouterError:
+    config = request.app[CONFIG_KEY]
+    if exc.status == 404:
+        return NotFound(f"no route for {request.method} {request.path}")
+    if exc.status == 405:
+        error = RouterError(f"method {request.method} is not allowed on {request.path}", code="method_not_allowed")
+        error.status, error.type = 405, "invalid_request_error"
+        return error
+    if exc.status == 413:
+        return PayloadTooLarge(f"request body is over the limit of {config.max_body_bytes} bytes")
+    error = RouterError(exc.reason or "HTTP error", code=f"http_{exc.status}")
+    error.status, error.type = exc.status, "invalid_request_error"
+    return error
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
+    """Convert every error to the OpenAI error shape with the right status."""
+    try:
+        return await handler(request)
+    except RouterError as error:
+        return error_response(error)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error_response(_http_exception_error(request, exc))
+    except Exception:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return error_response(RouterError("internal router error; see the router log"))
+
+
+def _auth(request: web.Request) -> None:
+    key = request.app[CONFIG_KEY].api_key
+    if key is None:
+        return
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    # compare_digest: the time taken must not reveal how much of the key matched
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), key.encode()):
+        raise Unauthorized("missing or invalid API key: send 'Authorization: Bearer <key>'")
+
+
+async def _read_json(request: web.Request) -> dict:
+    return parse_json_object(await request.read())
+
+
+async def generation(request: web.Request) -> web.StreamResponse:
+    """POST /v1/chat/completions and /v1/completions."""
+    _auth(request)
+    raw = await request.read()
+    body = parse_json_object(raw)
+    check_generation(body, request.path)
+    sink = ClientSink(request)
+    try:
+        return await request.app[ROUTER_KEY].generate(request.path, raw, body, sink)
+    except ClientDisconnected:
+        log.info("client disconnected from %s mid-stream; upstream closed", request.path)
+        assert sink.response is not None
+        return sink.response
+    except RouterError as error:
+        if sink.prepared:
+            return await sink.stream_error(error)
+        raise
+
+
+async def register(request: web.Request) -> web.Response:
+    """POST /register: FastDeploy's instance-info JSON."""
+    state = await request.app[ROUTER_KEY].register(await _read_json(request))
+    return json_response({"status": "success", "instance": state.to_dict()})
+
+
+async def deregister(request: web.Request) -> web.Response:
+    """POST /deregister: same body as /register, or just host_ip and port."""
+    state = request.app[ROUTER_KEY].deregister(await _read_json(request))
+    return json_response({"status": "success", "instance": state.to_dict()})
+
+
+async def abort_requests(request: web.Request) -> web.Response:
+    """POST /v1/abort_requests: forwarded to every instance in the background."""
+    _auth(request)
+    asked = request.app[ROUTER_KEY].abort(await _read_json(request))
+    return json_response({"status": "success", "instances": asked})
+
+
+async def registered(request: web.Request) -> web.Response:
+    """GET /registered: every instance with its role, URL, health and load."""
+    return json_response({"instances": [s.to_dict() for s in request.app[ROUTER_KEY].registry.all()]})
+
+
+async def registered_number(request: web.Request) -> web.Response:
+    """GET /registered_number: registered instances per role."""
+    return json_response(request.app[ROUTER_KEY].registry.counts())
+
+
+async def health(request: web.Request) -> web.Response:
+    """GET /health: the router process itself."""
+    return json_response({"status": "ok"})
+
+
+async def health_generate(request: web.Request) -> web.Response:
+    """GET /health_generate: probes the instances now; 503 if a needed role has none healthy."""
+    healthy = await request.app[ROUTER_KEY].check_instances()
+    missing = [role for role, n in healthy.items() if n == 0]
+    if missing:
+        raise NoHealthyInstance(f"no healthy instance for role(s): {', '.join(missing)}")
+    return json_response({"status": "ok", "healthy": healthy})
+
+
+async def models(request: web.Request) -> web.Response:
+    """GET /v1/models: forwarded to a healthy instance."""
+    _auth(request)
+    status, body, content_type = await request.app[ROUTER_KEY].models()
+    return web.Response(body=body, status=status, content_type=content_type or "application/json")
+
+
+def build_app(config: RouterConfig) -> web.Application:
+    """The aiohttp application; the Router lives in its lifecycle (cleanup_ctx)."""
+    app = web.Application(client_max_size=config.max_body_bytes, middlewares=[error_middleware])
+    app[CONFIG_KEY] = config
+
+    async def router_ctx(app: web.Application) -> AsyncIterator[None]:
+        async with Router(config) as router:
+            app[ROUTER_KEY] = router
+            yield
+
+    app.cleanup_ctx.append(router_ctx)
+    app.router.add_post(CHAT, generation)
+    app.router.add_post(COMPLETIONS, generation)
+    app.router.add_post("/register", register)
+    app.router.add_post("/deregister", deregister)
+    app.router.add_post("/v1/abort_requests", abort_requests)
+    app.router.add_get("/registered", registered)
+    app.router.add_get("/registered_number", registered_number)
+    app.router.add_get("/health", health)
+    app.router.add_get("/health_generate", health_generate)
+    app.router.add_get("/v1/models", models)
+    return app
+
+
+class RouterServer:
+    """A running router: binds, serves in the background of the current loop, stops on exit.
+
+    ``async with RouterServer(config) as server:`` works in tests, notebooks and model
+    servers alike; ``server.url`` is where it listens (port 0 picks a free port).
+    """
+
+    def __init__(self, config: RouterConfig, *, shutdown_timeout: float = 5.0) -> None:
+        self.config = config
+        self.app = build_app(config)
+        self._runner = web.AppRunner(
+            self.app, handler_cancellation=True, access_log=None, shutdown_timeout=shutdown_timeout
+        )
+        self.host = config.host
+        self.port = config.port
+
+    @property
+    def url(self) -> str:
+        """Base URL of the running router."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def router(self) -> Router:
+        """The Router object inside the running app."""
+        return self.app[ROUTER_KEY]
+
+    async def start(self) -> RouterServer:
+        """Set up the app (opens sessions, probes static instances) and bind."""
+        await self._runner.setup()
+        try:
+            site = web.TCPSite(self._runner, self.config.host, self.config.port, backlog=2048, reuse_address=True)
+            await site.start()
+        except BaseException:
+            await self._runner.cleanup()
+            raise
+        sockets = site._server.sockets if site._server is not None else ()  # type: ignore[union-attr]
+        if sockets:
+            self.port = sockets[0].getsockname()[1]
+        return self
+
+    async def close(self) -> None:
+        """Stop accepting, finish handlers (bounded), close upstream sessions. Idempotent."""
+        await self._runner.cleanup()
+
+    async def __aenter__(self) -> RouterServer:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+async def serve_forever(config: RouterConfig, *, stop: asyncio.Event | None = None) -> None:
+    """Run a RouterServer until ``stop`` is set (the CLI sets it on SIGINT/SIGTERM)."""
+    stop = stop or asyncio.Event()
+    async with RouterServer(config) as server:
+        log.info("fdrouter listening on %s (%s mode)", server.url, "splitwise" if config.splitwise else "mixed")
+        print(f"fdrouter listening on {server.url}", flush=True)
+        await stop.wait()
+
+
+__all__ = ["RouterServer", "build_app", "serve_forever", "ROUTER_KEY", "BadRequest"]

@@ -1,0 +1,148 @@
+"""Talking to instances: one pooled session for generation, one small one for control.
+
+DESIGN.md's lesson: when health checks shared the generation pool they queued behind hung
+generation traffic, timed out, and healthy instances were dropped. So generation traffic
+and control traffic (health checks, registration probes, aborts) get separate sessions,
+each created once at start-up and closed at shutdown.
+
+This is the one place where aiohttp client errors become ``RouterError`` subclasses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, NoReturn
+
+import aiohttp
+
+from .config import RouterConfig
+from .errors import RouterError, UpstreamError, UpstreamTimeout
+
+log = logging.getLogger("fdrouter.upstream")
+
+_JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+class UpstreamClient:
+    """The router's two long-lived upstream sessions. Use as an async context manager."""
+
+    def __init__(self, config: RouterConfig) -> None:
+        self._config = config
+        self._generation: aiohttp.ClientSession | None = None
+        self._control: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> UpstreamClient:
+        cfg = self._config
+        generation_connector = aiohttp.TCPConnector(
+            limit=cfg.max_connections,
+            limit_per_host=cfg.max_connections_per_host,
+            keepalive_timeout=cfg.keepalive_timeout_secs,
+            ttl_dns_cache=300,
+        )
+        self._generation = aiohttp.ClientSession(
+            connector=generation_connector,
+            timeout=aiohttp.ClientTimeout(total=cfg.request_timeout_secs, sock_connect=cfg.connect_timeout_secs),
+            auto_decompress=False,  # relay bytes as the instance sent them
+            skip_auto_headers=("User-Agent",),
+        )
+        control_connector = aiohttp.TCPConnector(limit=cfg.health_pool_size, ttl_dns_cache=300)
+        self._control = aiohttp.ClientSession(
+            connector=control_connector,
+            timeout=aiohttp.ClientTimeout(total=cfg.health_check_timeout_secs),
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close both sessions; idempotent."""
+        for session in (self._generation, self._control):
+            if session is not None and not session.closed:
+                await session.close()
+
+    @property
+    def generation_session(self) -> aiohttp.ClientSession:
+        """The pooled session for generation traffic."""
+        if self._generation is None:
+            raise RuntimeError("UpstreamClient is not started: use 'async with UpstreamClient(config)'")
+        return self._generation
+
+    @property
+    def control_session(self) -> aiohttp.ClientSession:
+        """The small session for health checks, probes and aborts."""
+        if self._control is None:
+            raise RuntimeError("UpstreamClient is not started: use 'async with UpstreamClient(config)'")
+        return self._control
+
+    def acquired_connections(self) -> int:
+        """Generation connections currently lent to a request (0 when nothing is in flight)."""
+        connector = self.generation_session.connector
+        # aiohttp keeps no public counter; _acquired is the set of connections lent out.
+        return len(getattr(connector, "_acquired", ()))
+
+    @asynccontextmanager
+    async def post(
+        self, url: str, body: bytes, *, leg: str, headers: dict[str, str] | None = None
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """POST a generation request; yields the response with headers read.
+
+        The response is released on normal exit and *closed* on any error or cancellation,
+        so the instance sees the disconnect and stops generating.
+        """
+        try:
+            resp = await self.generation_session.post(url, data=body, headers=headers or _JSON_HEADERS)
+        except Exception as exc:
+            _reraise(exc, leg=leg, url=url)
+        try:
+            yield resp
+        except BaseException as exc:
+            resp.close()
+            _reraise(exc, leg=leg, url=url)
+        else:
+            resp.release()
+
+    async def probe(self, base_url: str) -> bool:
+        """One health check on the control pool: True iff the instance answers 2xx in time."""
+        url = base_url + self._config.health_check_endpoint
+        try:
+            async with self.control_session.get(url) as resp:
+                await resp.read()
+                return 200 <= resp.status < 300
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            log.debug("health probe %s failed: %r", url, exc)
+            return False
+
+    async def control_request(self, method: str, url: str, *, json: Any = None) -> tuple[int, bytes, str]:
+        """A small control request (abort, models); returns status, body, content type."""
+        try:
+            async with self.control_session.request(method, url, json=json) as resp:
+                return resp.status, await resp.read(), resp.content_type
+        except Exception as exc:
+            _reraise(exc, leg="control", url=url)
+
+
+def _convert(exc: BaseException, *, leg: str, url: str) -> BaseException | None:
+    """The most specific RouterError for a lower-layer error, or None to leave it alone."""
+    if isinstance(exc, RouterError) or not isinstance(exc, Exception):
+        return None
+    if isinstance(exc, asyncio.TimeoutError):
+        return UpstreamTimeout(f"{leg} instance {url} timed out")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return UpstreamError(f"cannot connect to {leg} instance {url}: {exc.os_error.strerror or exc.os_error}")
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return UpstreamError(f"response from {leg} instance {url} broke off: {exc}")
+    if isinstance(exc, (aiohttp.ClientError, OSError)):
+        return UpstreamError(f"{leg} instance {url} failed: {exc.__class__.__name__}: {exc}")
+    return None
+
+
+def _reraise(exc: BaseException, *, leg: str, url: str) -> NoReturn:
+    """Raise ``exc`` converted to a RouterError where it maps to one, else unchanged."""
+    converted = _convert(exc, leg=leg, url=url)
+    if converted is None:
+        raise exc
+    raise converted from exc

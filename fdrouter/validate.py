@@ -1,0 +1,87 @@
+"""Checking a client's generation request just enough to route it and to reject bad input.
+
+The body is forwarded unchanged in mixed mode, so this only parses and checks the fields
+the router itself relies on or that an instance would reject with a confusing error.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import jsonutil
+from .errors import BadRequest
+
+CHAT = "/v1/chat/completions"
+COMPLETIONS = "/v1/completions"
+
+
+def parse_json_object(raw: bytes, what: str = "request body") -> dict[str, Any]:
+    """Parse bytes as one JSON object; malformed input is a BadRequest saying why."""
+    if not raw:
+        raise BadRequest(f"{what} is empty; expected a JSON object")
+    try:
+        body = jsonutil.loads(raw)
+    except (jsonutil.JSONDecodeError, ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"{what} is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise BadRequest(f"{what} must be a JSON object, got {type(body).__name__}")
+    return body
+
+
+def _check_int(body: dict, name: str, *, minimum: int) -> None:
+    value = body.get(name)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
+        raise BadRequest(f"field '{name}' must be an integer >= {minimum}, got {value!r}")
+
+
+def check_generation(body: dict[str, Any], endpoint: str) -> None:
+    """Reject a chat/completions body the router cannot route or an instance would choke on."""
+    if endpoint == CHAT:
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise BadRequest("field 'messages' is required and must be a non-empty list")
+        for i, message in enumerate(messages):
+            if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+                raise BadRequest(f"field 'messages[{i}]' must be an object with a string 'role'")
+    else:
+        prompt = body.get("prompt")
+        if prompt is None:
+            raise BadRequest("field 'prompt' is required")
+        if not isinstance(prompt, (str, list)):
+            raise BadRequest("field 'prompt' must be a string, a list of strings or a list of token ids")
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise BadRequest(f"field 'stream' must be true or false, got {stream!r}")
+    model = body.get("model")
+    if model is not None and not isinstance(model, str):
+        raise BadRequest(f"field 'model' must be a string, got {model!r}")
+    _check_int(body, "max_tokens", minimum=1)
+    _check_int(body, "max_completion_tokens", minimum=1)
+    _check_int(body, "n", minimum=1)
+    request_id = body.get("request_id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise BadRequest(f"field 'request_id' must be a string, got {request_id!r}")
+
+
+def prompt_text(body: dict[str, Any]) -> str:
+    """The prompt as one string (chat messages joined), for policies that match prefixes."""
+    if "messages" in body:
+        parts = []
+        for message in body.get("messages") or ():
+            content = message.get("content") if isinstance(message, dict) else None
+            if isinstance(content, str):
+                parts.append(content)
+            elif isinstance(content, list):  # multimodal parts: keep the text ones
+                parts.extend(p.get("text", "") for p in content if isinstance(p, dict))
+        return "\n".join(parts)
+    prompt = body.get("prompt")
+    if isinstance(prompt, str):
+        return prompt
+    if isinstance(prompt, list):
+        return " ".join(str(p) for p in prompt)
+    return ""
+
+
+def estimate_tokens(text: str) -> int:
+    """A tokenizer-free estimate: ~4 characters per token for English (OpenAI's rule of thumb)."""
+    return max(1, len(text) // 4)

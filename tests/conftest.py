@@ -1,0 +1,125 @@
+"""Shared fixtures: routers and clusters of mock backends on loopback, with leak checks.
+
+Every router made by ``router_factory`` is checked at teardown: no request in flight and
+no generation connection still lent out (DESIGN.md: "Counters always come back").
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import pytest_asyncio
+
+from fdrouter import RouterConfig, RouterServer
+from fdrouter.testing import MockBackend, MockBehavior
+
+pytest_plugins = ["fdrouter.testing.pytest_plugin"]
+
+
+async def wait_until(predicate, timeout: float = 2.0, interval: float = 0.01) -> bool:
+    """Poll ``predicate`` until true or ``timeout``; bounded, returns the last answer."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() >= deadline:
+            return bool(predicate())
+        await asyncio.sleep(interval)
+    return True
+
+
+def _leaks(server: RouterServer) -> list[str]:
+    router = server.router
+    problems = []
+    if router.in_flight() != 0:
+        problems.append(f"{router.in_flight()} requests still counted in flight")
+    tokens = sum(s.in_flight_tokens for s in router.registry.all())
+    if tokens != 0:
+        problems.append(f"{tokens} tokens still counted in flight")
+    if router.upstream.acquired_connections() != 0:
+        problems.append(f"{router.upstream.acquired_connections()} generation connections still acquired")
+    return problems
+
+
+@pytest_asyncio.fixture
+async def router_factory() -> AsyncIterator[Any]:
+    """``await router_factory(**config)`` -> a started RouterServer on a free port, leak-checked at teardown."""
+    servers: list[RouterServer] = []
+
+    async def make(**config: Any) -> RouterServer:
+        config.setdefault("port", 0)
+        server = RouterServer(RouterConfig(**config), shutdown_timeout=2.0)
+        await server.start()
+        servers.append(server)
+        return server
+
+    yield make
+    try:
+        for server in servers:
+            # a cancelled handler finishes its cleanup a moment after the client saw the error
+            await wait_until(lambda s=server: not _leaks(s), timeout=2.0)
+            problems = _leaks(server)
+            assert not problems, f"router at {server.url} leaked: {'; '.join(problems)}"
+    finally:
+        for server in reversed(servers):
+            await server.close()
+
+
+@pytest_asyncio.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """A client session for talking to routers and backends in a test."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        yield session
+
+
+@dataclass
+class Cluster:
+    """A router with registered mock backends, as most tests need it."""
+
+    server: RouterServer
+    backends: list[MockBackend]
+    http: aiohttp.ClientSession
+    prefill: list[MockBackend] = field(default_factory=list)
+    decode: list[MockBackend] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    async def register(self, backend: MockBackend, **overrides: Any) -> aiohttp.ClientResponse:
+        async with self.http.post(self.url + "/register", json=backend.register_info(**overrides)) as resp:
+            await resp.read()
+            return resp
+
+    async def chat(self, content: str = "hello", **body: Any) -> tuple[int, Any]:
+        payload = {"model": "mock-model", "messages": [{"role": "user", "content": content}], **body}
+        async with self.http.post(self.url + "/v1/chat/completions", json=payload) as resp:
+            if resp.content_type == "application/json":
+                return resp.status, await resp.json()
+            return resp.status, await resp.text()
+
+
+@pytest_asyncio.fixture
+async def cluster(router_factory, mock_backend_factory, http) -> AsyncIterator[Any]:
+    """``await cluster(mixed=2)`` or ``await cluster(prefill=1, decode=1, splitwise=True)``."""
+
+    async def make(*, mixed: int = 0, prefill: int = 0, decode: int = 0, behavior: dict | None = None,
+                   **config: Any) -> Cluster:
+        if config.get("splitwise"):
+            roles = ["prefill"] * prefill + ["decode"] * decode
+        else:
+            roles = ["mixed"] * (mixed or 1)
+        backends = [await mock_backend_factory(role=r, behavior=MockBehavior(**(behavior or {}))) for r in roles]
+        server = await router_factory(**config)
+        c = Cluster(server, backends, http,
+                    prefill=[b for b in backends if b.role == "prefill"],
+                    decode=[b for b in backends if b.role == "decode"])
+        for backend in backends:
+            resp = await c.register(backend)
+            assert resp.status == 200, f"registering {backend.url} failed with {resp.status}"
+        return c
+
+    yield make

@@ -1,0 +1,86 @@
+"""The command line, run as a user would: help, bad flags, and a real serve process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+
+import aiohttp
+
+from fdrouter.cli import _SERVE_FLAGS
+from fdrouter.testing import free_port
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fdrouter", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_help_lists_the_serve_command():
+    result = _run("--help")
+    assert result.returncode == 0
+    assert "serve" in result.stdout
+
+
+def test_serve_help_documents_every_flag():
+    result = _run("serve", "--help")
+    assert result.returncode == 0
+    flags = [flag for flag, *_ in _SERVE_FLAGS] + ["--config", "--register-config", "--worker-urls", "--splitwise"]
+    missing = [f for f in flags if f not in result.stdout]
+    assert not missing
+
+
+def test_bad_flag_value_gives_one_line_and_nonzero_exit():
+    result = _run("serve", "--policy", "telepathy")
+    assert result.returncode == 2
+    assert "telepathy" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bad_config_file_gives_clear_error_without_traceback(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("server:\n  port: [1]\n")
+    result = _run("serve", "--config", str(path))
+    assert result.returncode == 2
+    assert "server.port" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_unparseable_number_is_an_argparse_error():
+    result = _run("serve", "--port", "abc")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
+async def test_serve_runs_routes_to_worker_urls_and_exits_cleanly_on_sigterm(mock_backend_factory):
+    backend = await mock_backend_factory()
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "fdrouter", "serve", "--port", str(port), "--worker-urls", backend.url,
+        "--log-level", "warning", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        line = await asyncio.wait_for(proc.stdout.readline(), timeout=20)
+        assert f"127.0.0.1:{port}" in line.decode()
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"http://127.0.0.1:{port}/v1/completions", json={"prompt": "hi"}) as resp:
+                assert resp.status == 200
+        assert backend.requests_total == 1
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), timeout=15) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+def test_port_in_use_is_a_clear_error():
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        result = _run("serve", "--port", str(port))
+    assert result.returncode == 1
+    assert "cannot serve" in result.stderr and "Traceback" not in result.stderr

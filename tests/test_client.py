@@ -1,0 +1,65 @@
+"""The model-server helpers: register with retries, and stay registered across router restarts."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from fdrouter import RouterConfig, RouterServer, keep_registered, register_instance, register_instance_sync
+from fdrouter.client import RegistrationError
+from fdrouter.testing import free_port
+
+from .conftest import wait_until
+
+
+async def test_register_instance_retries_until_the_router_is_up(mock_backend_factory):
+    backend = await mock_backend_factory()
+    port = free_port()
+    task = asyncio.create_task(register_instance(f"http://127.0.0.1:{port}", backend.register_info(),
+                                                 retries=20, backoff_secs=0.05, max_backoff_secs=0.1))
+    await asyncio.sleep(0.3)  # the router is not there yet: attempts fail and are retried
+    assert not task.done()
+    async with RouterServer(RouterConfig(port=port)) as server:
+        answer = await asyncio.wait_for(task, timeout=10)
+        assert answer["status"] == "success"
+        assert len(server.router.registry.all()) == 1
+
+
+async def test_register_instance_does_not_retry_a_4xx(router_factory, mock_backend_factory):
+    backend = await mock_backend_factory(role="prefill")
+    server = await router_factory()  # mixed mode: a prefill instance is refused
+    with pytest.raises(RegistrationError) as info:
+        await register_instance(server.url, backend.register_info(), retries=5, backoff_secs=5)
+    assert info.value.status == 400
+
+
+async def test_register_instance_gives_up_after_the_retries():
+    with pytest.raises(RegistrationError, match="after 3 attempts"):
+        await register_instance(f"http://127.0.0.1:{free_port()}", {"role": "mixed"}, retries=2, backoff_secs=0.01)
+
+
+def test_register_instance_sync_works_without_a_loop(mock_backend_factory=None):
+    with pytest.raises(RegistrationError):
+        register_instance_sync(f"http://127.0.0.1:{free_port()}", {}, retries=0)
+
+
+async def test_register_instance_sync_refuses_inside_a_running_loop():
+    with pytest.raises(RuntimeError, match="running event loop"):
+        register_instance_sync("http://127.0.0.1:1", {})
+
+
+async def test_keep_registered_re_registers_after_a_router_restart(mock_backend_factory):
+    backend = await mock_backend_factory()
+    port = free_port()
+    async with RouterServer(RouterConfig(port=port)) as first:
+        keeper = asyncio.create_task(keep_registered(first.url, backend.register_info(), interval_secs=0.05,
+                                                     retries=0, timeout_secs=1))
+        try:
+            assert await wait_until(lambda: len(first.router.registry.all()) == 1, timeout=3)
+            await first.close()
+            async with RouterServer(RouterConfig(port=port)) as second:  # a fresh router knows nobody
+                assert await wait_until(lambda: len(second.router.registry.all()) == 1, timeout=3)
+        finally:
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)

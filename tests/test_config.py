@@ -1,0 +1,97 @@
+"""Configuration: YAML with FastDeploy Go router key names, flags over file, clear errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from fdrouter.cli import build_parser, config_from_args
+from fdrouter.config import ConfigError, RouterConfig, load_instances_file
+from fdrouter.instances import Role
+
+
+def _config(argv: list[str]) -> RouterConfig:
+    return config_from_args(build_parser().parse_args(["serve", *argv]))
+
+
+def test_defaults_bind_loopback_with_fastdeploy_health_thresholds():
+    cfg = RouterConfig()
+    assert cfg.host == "127.0.0.1"
+    assert (cfg.health_failure_threshold, cfg.health_success_threshold) == (3, 2)
+    assert cfg.max_connections > 100  # aiohttp's silent default cap is not an LLM default
+
+
+def test_yaml_uses_go_router_key_names_and_flags_override(tmp_path):
+    path = tmp_path / "router.yaml"
+    path.write_text(
+        "server:\n  host: 0.0.0.0\n  port: 9100\n  splitwise: true\n"
+        "manager:\n  health-failure-threshold: 5\n  health-success-threshold: 4\n"
+        "  health-check-timeout-secs: 2\n  health-check-interval-secs: 7\n  health-check-endpoint: /healthz\n"
+        "scheduler:\n  policy: round_robin\n  prefill-policy: request_num\n  decode-policy: random\n"
+    )
+    cfg = _config(["--config", str(path), "--port", "9200", "--health-failure-threshold", "6"])
+    assert cfg.host == "0.0.0.0" and cfg.port == 9200 and cfg.splitwise
+    assert cfg.health_failure_threshold == 6 and cfg.health_success_threshold == 4
+    assert cfg.health_check_timeout_secs == 2.0 and cfg.health_check_interval_secs == 7.0
+    assert cfg.health_check_endpoint == "/healthz"
+    assert (cfg.policy, cfg.prefill_policy, cfg.decode_policy) == ("round_robin", "request_num", "random")
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("server:\n  port: nine\n", "server.port"),
+        ("server:\n  colour: blue\n", "server.colour"),
+        ("- a\n- b\n", "top level"),
+        ("server: [1, 2]\n", "section 'server'"),
+        ("server: {port: 1\n", "invalid YAML"),
+        ("scheduler:\n  policy: telepathy\n", "telepathy"),
+        ("manager:\n  health-failure-threshold: 0\n", "health-failure-threshold"),
+    ],
+)
+def test_bad_config_files_raise_one_clear_error(tmp_path, text, needle):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        _config(["--config", str(path)])
+    assert needle in str(info.value)
+
+
+def test_missing_config_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        _config(["--config", str(tmp_path / "nope.yaml")])
+
+
+def test_register_config_lists_static_instances(tmp_path):
+    path = tmp_path / "instances.yaml"
+    path.write_text(
+        "instances:\n"
+        "  - {role: prefill, host_ip: 10.1.0.1, port: 8000, transfer_protocol: [rdma]}\n"
+        "  - {role: DECODE, host_ip: 10.1.0.2, port: '8001'}\n"
+    )
+    infos = load_instances_file(path)
+    assert [(i.role, i.host_ip, i.port) for i in infos] == [(Role.PREFILL, "10.1.0.1", 8000), (Role.DECODE, "10.1.0.2", 8001)]
+    cfg = _config(["--splitwise", "--register-config", str(path)])
+    assert len(cfg.instances) == 2
+
+
+def test_register_config_errors_name_the_entry(tmp_path):
+    path = tmp_path / "instances.yaml"
+    path.write_text("instances:\n  - {role: mixed, host_ip: 'a b', port: 1}\n")
+    with pytest.raises(ConfigError, match=r"instances\[0\].*host_ip"):
+        load_instances_file(path)
+
+
+def test_static_instance_role_must_fit_the_mode():
+    with pytest.raises(ConfigError, match="role mixed, which does not fit splitwise mode"):
+        _config(["--splitwise", "--worker-urls", "http://127.0.0.1:8000"])
+
+
+def test_worker_urls_must_be_host_and_port():
+    with pytest.raises(ConfigError, match="worker URL"):
+        _config(["--worker-urls", "http://127.0.0.1/v1"])
+
+
+def test_api_key_comes_from_the_environment_when_no_flag(monkeypatch):
+    monkeypatch.setenv("FDROUTER_API_KEY", "from-env")
+    assert _config([]).api_key == "from-env"
+    assert _config(["--api-key", "flag"]).api_key == "flag"
