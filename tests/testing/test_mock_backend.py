@@ -1,0 +1,652 @@
+"""Tests for fdrouter/testing/mock_backend.py and the pytest plugin that hands it out."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+
+from fdrouter.testing import MockBackend, MockBehavior, free_port
+from fdrouter.testing.mock_backend import main
+from fdrouter.testing.pytest_plugin import mock_backends
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CHAT = "/v1/chat/completions"
+COMPLETIONS = "/v1/completions"
+
+
+@pytest_asyncio.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+def chat_body(**extra: Any) -> dict[str, Any]:
+    return {"model": "mock-model", "messages": [{"role": "user", "content": "hello"}], **extra}
+
+
+def sse_events(text: str) -> list[str]:
+    """The data payloads of an SSE body, checking the framing on the way."""
+    assert text.endswith("\n\n")
+    events = []
+    for block in text[:-2].split("\n\n"):
+        assert block.startswith("data: "), block
+        events.append(block[len("data: ") :])
+    return events
+
+
+async def read_events_until_broken(
+    response: aiohttp.ClientResponse,
+) -> tuple[list[str], BaseException | None]:
+    """Read `data:` lines until the stream ends or breaks; return them and the error, if any."""
+    events: list[str] = []
+    try:
+        async for line in response.content:
+            if line.startswith(b"data: "):
+                events.append(line[len(b"data: ") :].decode().rstrip("\n"))
+    except aiohttp.ClientError as exc:
+        return events, exc
+    return events, None
+
+
+def connection_refused(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+# -- lifecycle -------------------------------------------------------------------------------------
+
+
+async def test_start_binds_a_free_port_and_returns_itself() -> None:
+    backend = MockBackend()
+    try:
+        assert await backend.start() is backend
+        assert backend.port != 0
+        assert backend.url == f"http://127.0.0.1:{backend.port}"
+        assert not connection_refused(backend.port)
+    finally:
+        await backend.close()
+
+
+async def test_close_twice_is_safe_and_stops_listening() -> None:
+    async with MockBackend() as backend:
+        port = backend.port
+    await backend.close()
+    assert connection_refused(port)
+
+
+async def test_close_before_start_is_a_no_op() -> None:
+    await MockBackend().close()
+
+
+async def test_start_twice_is_an_error(mock_backend_factory) -> None:
+    backend = await mock_backend_factory()
+    with pytest.raises(RuntimeError):
+        await backend.start()
+
+
+def test_unknown_role_is_rejected() -> None:
+    with pytest.raises(ValueError, match="role"):
+        MockBackend(role="verifier")
+
+
+async def test_close_while_a_handler_hangs_returns_promptly(session) -> None:
+    backend = await MockBackend(behavior=MockBehavior(hang_before_headers=True)).start()
+    request = asyncio.ensure_future(session.post(backend.url + CHAT, json=chat_body()))
+    try:
+        assert await backend.wait_for(lambda b: b.requests_in_flight == 1)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await asyncio.wait_for(backend.close(), timeout=5)
+        assert loop.time() - started < 3
+        with pytest.raises(aiohttp.ClientError):
+            await asyncio.wait_for(request, timeout=5)
+        assert backend.requests_in_flight == 0
+        assert backend.connections_open == 0
+        assert backend.disconnects == 0  # the server went away, not the client
+    finally:
+        request.cancel()
+        await backend.close()
+
+
+async def test_close_while_a_stream_is_open_breaks_the_stream_promptly(session) -> None:
+    backend = await MockBackend(behavior=MockBehavior(output_tokens=1000, token_delay=0.2)).start()
+    try:
+        async with session.post(backend.url + CHAT, json=chat_body(stream=True)) as response:
+            assert response.status == 200
+            await asyncio.wait_for(backend.close(), timeout=5)
+            events, error = await asyncio.wait_for(read_events_until_broken(response), timeout=5)
+        assert error is not None
+        assert "[DONE]" not in events
+        assert backend.requests_in_flight == 0
+    finally:
+        await backend.close()
+
+
+# -- plain endpoints ------------------------------------------------------------------------------
+
+
+async def test_health_answers_200_and_counts_checks(mock_backend_factory, session) -> None:
+    backend = await mock_backend_factory()
+    for _ in range(3):
+        async with session.get(backend.url + "/health") as response:
+            assert response.status == 200
+    assert backend.health_checks == 3
+
+
+async def test_health_status_follows_the_behavior_at_runtime(mock_backend_factory, session) -> None:
+    backend = await mock_backend_factory()
+    backend.behavior.health_status = 503
+    async with session.get(backend.url + "/health") as response:
+        assert response.status == 503
+    backend.behavior.health_status = 200
+    async with session.get(backend.url + "/health") as response:
+        assert response.status == 200
+
+
+async def test_slow_health_makes_a_short_client_timeout_fire(mock_backend_factory) -> None:
+    backend = await mock_backend_factory(behavior=MockBehavior(health_delay=30))
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.2)) as s:
+        with pytest.raises(asyncio.TimeoutError):
+            await s.get(backend.url + "/health")
+    assert backend.health_checks == 1
+
+
+async def test_health_delay_is_waited_out_before_answering(mock_backend_factory, session) -> None:
+    backend = await mock_backend_factory(behavior=MockBehavior(health_delay=0.2))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    async with session.get(backend.url + "/health") as response:
+        assert response.status == 200
+    assert loop.time() - started >= 0.15
+
+
+async def test_models_lists_the_served_model(mock_backend_factory, session) -> None:
+    backend = await mock_backend_factory(model="ernie-mock")
+    async with session.get(backend.url + "/v1/models") as response:
+        assert response.status == 200
+        assert await response.json() == {
+            "object": "list",
+            "data": [{"id": "ernie-mock", "object": "model", "owned_by": "mock"}],
+        }
+
+
+async def test_metrics_reports_running_requests_in_fastdeploy_prometheus_format(
+    mock_backend_factory, session
+) -> None:
+    backend = await mock_backend_factory(behavior=MockBehavior(hang_before_headers=True))
+    hanging = asyncio.ensure_future(session.post(backend.url + CHAT, json=chat_body()))
+    try:
+        assert await backend.wait_for(lambda b: b.requests_in_flight == 1)
+        async with session.get(backend.url + "/metrics") as response:
+            assert response.status == 200
+            assert response.headers["Content-Type"].startswith("text/plain")
+            text = await response.text()
+    finally:
+        hanging.cancel()
+    lines = text.splitlines()
+    assert "# TYPE fastdeploy:num_requests_running gauge" in lines
+    assert "# TYPE fastdeploy:num_requests_waiting gauge" in lines
+    assert any(line.startswith("# HELP fastdeploy:num_requests_running ") for line in lines)
+    assert "fastdeploy:num_requests_running 1" in lines
+    assert "fastdeploy:num_requests_waiting 0" in lines
+
+
+async def test_abort_requests_records_the_body_and_answers_ok(mock_backend_factory, session) -> None:
+    backend = await mock_backend_factory()
+    async with session.post(backend.url + "/v1/abort_requests", json={"request_ids": ["r1"]}) as response:
+        assert response.status == 200
+        assert await response.json() == {"status": "ok"}
+    assert backend.aborts == [{"request_ids": ["r1"]}]
+    assert backend.requests_total == 0  # aborts are not generation requests
+
+
+async def test_unknown_path_is_404_and_wrong_method_is_405_in_openai_shape(
+    mock_backend_factory, session
+) -> None:
+    backend = await mock_backend_factory()
+    async with session.get(backend.url + "/v1/nothing") as response:
+        assert response.status == 404
+        assert (await response.json())["error"]["code"] == 404
+    async with session.get(backend.url + CHAT) as response:
+        assert response.status == 405
+        assert "message" in (await response.json())["error"]
+
+
+# -- generation -----------------------------------------------------------------------------------
+
+
+async def test_chat_completion_returns_output_tokens_and_usage(mock_backend_factory, session) -> None:
+    backend = await mock_backend_factory(behavior=MockBehavior(output_tokens=3))
+    body = {
+        "model": "x",
+        "messages": [{"role": "system", "content": "a" * 20}, {"role": "user", "content": "b" * 20}],
+    }
+    async with session.post(backend.url + CHAT, json=body) as response:
+        assert response.status == 200
+        answer = await response.json()
+    assert answer["object"] == "chat.completion"
+    assert answer["id"].startswith("chatcmpl-")
+    assert isinstance(answer["created"], int)
+    assert answer["model"] == "mock-model"
+    [choice] = answer["choices"]
+    assert choice["message"] == {"role": "assistant", "content": "tok0 tok1 tok2 "}
+    assert choice["finish_reason"] == "length"
+    assert answer["usage"] == {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13}
+    assert backend.requests_total == 1
+    assert backend.requests_in_flight == 0
+    assert backend.disconnects == 0
+
+
+async def test_completion_returns_text_and_usage(mock_backend_factory, session) -> None:
+    backend = await mock_backend_factory(behavior=MockBehavior(output_tokens=2))
+    async with session.post(backend.url + COMPLETIONS, json={"model": "x", "prompt": "p" * 40}) as response:
+        assert response.status == 200
+        answer = await response.json()
+    assert answer["object"] == "text_completion"
+    assert answer["id"].startswith("cmpl-")
+    [choice] = answer["choices"]
+    assert choice["text"] == "tok0 tok1 "
+    assert choice["finish_reason"] == "length"
+    assert answer["usage"] == {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12}
+
+
+async def test_token_id_prompts_count_one_token_per_id(mock_backend_factory, session) -> None:
+    backend = await mock_backend_factory()
+    async with session.post(backend.url + COMPLETIONS, json={"prompt": [5, 6, 7]}) as response:
+        assert (await response.json())["usage"]["prompt_tokens"] == 3
+
+
+async def test_max_tokens_caps_the_generated_tokens(mock_backend_factory, session) -> None:
+    backend = await mock_backend_factory(behavior=MockBehavior(output_tokens=8))
+    async with session.post(backend.url + CHAT, json=chat_body(max_tokens=2)) as response:
+        answer = await response.json()
+    assert answer["choices"][0]["message"]["content"] == "tok0 tok1 "
+    assert answer["usage"]["completion_tokens"] == 2
+    async with session.post(backend.url + CHAT, json=chat_body(max_tokens=100)) as response:
+        assert (await response.json())["usage"]["completion_tokens"] == 8
+
+
+async def test_streaming_chat_sends_one_chunk_per_token_then_a_finish_chunk(
+    mock_backend_factory, session
+) -> None:
+    backend = await mock_backend_factory(behavior=MockBehavior(output_tokens=3))
+    async with session.post(backend.url + CHAT, json=chat_body(stream=True)) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        events = sse_events(await response.text())
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert len(chunks) == 4
+    assert {c["object"] for c in chunks} == {"chat.completion.chunk"}
+    assert len({c["id"] for c in chunks}) == 1
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == "tok0 tok1 tok2 "
+    assert [c["choices"][0]["finish_reason"] for c in chunks] == [None, None, None, "length"]
+    assert "usage" not in chunks[-1]
+
+
+async def test_streaming_ends_with_done_marker(mock_backend_factory, session) -> None:
+    backend = await mock_backend_factory()
+    async with session.post(backend.url + COMPLETIONS, json={"prompt": "hi", "stream": True}) as response:
+        text = await response.text()
+    assert text.endswith("data: [DONE]\n\n")
+    assert sse_events(text).count("[DONE]") == 1
+
+
+async def test_streaming_completion_chunks_carry_text(mock_backend_factory, session) -> None:
+    backend = await mock_backend_factory(behavior=MockBehavior(output_tokens=2))
+    async with session.post(backend.url + COMPLETIONS, json={"prompt": "hi", "stream": True}) as response:
+        events = sse_events(await response.text())
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert {c["object"] for c in chunks} == {"text_completion"}
+    assert "".join(c["choices"][0]["text"] for c in chunks) == "tok0 tok1 "
+    assert chunks[-1]["choices"][0]["finish_reason"] == "length"
+
+
+async def test_streaming_usage_is_sent_only_when_include_usage_is_set(mock_backend_factory, session) -> None:
+    backend = await mock_backend_factory(behavior=MockBehavior(output_tokens=4))
+    body = chat_body(stream=True, stream_options={"include_usage": True})
+    async with session.post(backend.url + CHAT, json=body) as response:
+        events = sse_events(await response.text())
+    last = json.loads(events[-2])
+    assert last["choices"][0]["finish_reason"] == "length"
+    assert last["usage"] == {"prompt_tokens": 1, "completion_tokens": 4, "total_tokens": 5}
+    assert all("usage" not in json.loads(e) for e in events[:-2])
+
+
+async def test_token_delay_paces_non_streaming_answers(mock_backend_factory, session) -> None:
+    backend = await mock_backend_factory(behavior=MockBehavior(output_tokens=4, token_delay=0.05))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    async with session.post(backend.url + CHAT, json=chat_body()) as response:
+        assert response.status == 200
+    assert loop.time() - started >= 0.15
+
+
+async def test_token_delay_paces_stream_chunks(mock_backend_factory, session) -> None:
+    backend = await mock_backend_factory(behavior=MockBehavior(output_tokens=4, token_delay=0.05))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    async with session.post(backend.url + CHAT, json=chat_body(stream=True)) as response:
+        events = sse_events(await response.text())
+    assert loop.time() - started >= 0.15
+    assert len(events) == 6
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_prefill_role_answers_exactly_one_token(mock_backend_factory, session, stream) -> None:
+    backend = await mock_backend_factory(role="prefill", behavior=MockBehavior(output_tokens=8))
+    body = chat_body(stream=stream, max_tokens=50, stream_options={"include_usage": True})
+    async with session.post(backend.url + CHAT, json=body) as response:
+        assert response.status == 200
+        if stream:
+            events = sse_events(await response.text())
+            assert events[-1] == "[DONE]"
+            chunks = [json.loads(e) for e in events[:-1]]
+            assert [c["choices"][0]["delta"].get("content") for c in chunks] == ["tok0 ", None]
+            usage = chunks[-1]["usage"]
+        else:
+            answer = await response.json()
+            assert answer["choices"][0]["message"]["content"] == "tok0 "
+            usage = answer["usage"]
+    assert usage["completion_tokens"] == 1
+
+
+async def test_decode_role_generates_normally(mock_backend_factory, session) -> None:
+    backend = await mock_backend_factory(role="decode", behavior=MockBehavior(output_tokens=5))
+    async with session.post(backend.url + CHAT, json=chat_body()) as response:
+        assert (await response.json())["usage"]["completion_tokens"] == 5
+
+
+async def test_received_records_bodies_with_disaggregate_info_and_echoes_request_id(
+    mock_backend_factory, session
+) -> None:
+    backend = await mock_backend_factory(role="decode")
+    info = {"prefill": {"host_ip": "127.0.0.1", "port": 1}, "transfer_protocol": "ipc"}
+    body = chat_body(request_id="req-42", disaggregate_info=info)
+    async with session.post(backend.url + CHAT, json=body) as response:
+        assert (await response.json())["id"] == "chatcmpl-req-42"
+    assert list(backend.received) == [body]
+    assert backend.received.maxlen == 1000
+
+
+async def test_malformed_json_is_answered_400_with_an_openai_error(mock_backend_factory, session) -> None:
+    backend = await mock_backend_factory()
+    headers = {"Content-Type": "application/json"}
+    async with session.post(backend.url + CHAT, data=b"{not json", headers=headers) as response:
+        assert response.status == 400
+        error = (await response.json())["error"]
+    assert error["code"] == 400
+    assert error["type"] == "invalid_request_error"
+    assert "JSON" in error["message"]
+    assert backend.requests_total == 1
+    assert len(backend.received) == 0
+    async with session.post(backend.url + "/v1/abort_requests", data=b"[", headers=headers) as response:
+        assert response.status == 400
+    assert backend.aborts == []
+
+
+# -- faults ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_fail_status_answers_that_status_with_an_openai_error(
+    mock_backend_factory, session, stream
+) -> None:
+    backend = await mock_backend_factory(behavior=MockBehavior(fail_status=503))
+    async with session.post(backend.url + CHAT, json=chat_body(stream=stream)) as response:
+        assert response.status == 503
+        error = (await response.json())["error"]
+    assert error["code"] == 503
+    assert error["type"] == "server_error"
+    assert error["message"]
+    assert len(backend.received) == 1
+
+
+async def test_behavior_changes_apply_to_the_running_server(mock_backend_factory, session) -> None:
+    backend = await mock_backend_factory()
+    statuses = []
+    for fail_status in (None, 500, None):
+        backend.behavior.fail_status = fail_status
+        async with session.post(backend.url + CHAT, json=chat_body()) as response:
+            statuses.append(response.status)
+    assert statuses == [200, 500, 200]
+
+
+@pytest.mark.parametrize(("reset_after", "expected_events"), [(0, 0), (2, 2), (100, 9)])
+async def test_reset_after_chunks_breaks_the_stream_without_done(
+    mock_backend_factory, session, reset_after, expected_events
+) -> None:
+    backend = await mock_backend_factory(
+        behavior=MockBehavior(output_tokens=8, reset_after_chunks=reset_after)
+    )
+    async with session.post(backend.url + CHAT, json=chat_body(stream=True)) as response:
+        assert response.status == 200
+        events, error = await asyncio.wait_for(read_events_until_broken(response), timeout=5)
+    assert isinstance(error, aiohttp.ClientPayloadError)
+    assert len(events) == expected_events
+    assert "[DONE]" not in events
+    assert await backend.wait_for(lambda b: b.connections_open == 0, timeout=1.0)
+    assert backend.disconnects == 0  # the server cut the stream, the client did not leave
+
+
+async def test_hang_before_headers_times_the_client_out_then_counts_a_disconnect(
+    mock_backend_factory,
+) -> None:
+    backend = await mock_backend_factory(behavior=MockBehavior(hang_before_headers=True))
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.3)) as s:
+        with pytest.raises(asyncio.TimeoutError):
+            await s.post(backend.url + CHAT, json=chat_body())
+    assert len(backend.received) == 1
+    assert await backend.wait_for(lambda b: b.disconnects == 1, timeout=1.0)
+    assert await backend.wait_for(lambda b: b.requests_in_flight == 0, timeout=1.0)
+
+
+async def test_client_leaving_mid_stream_counts_a_disconnect(mock_backend_factory, session) -> None:
+    backend = await mock_backend_factory(behavior=MockBehavior(output_tokens=1000, token_delay=0.02))
+    async with session.post(backend.url + CHAT, json=chat_body(stream=True)) as response:
+        first = await asyncio.wait_for(response.content.readline(), timeout=5)
+        assert first.startswith(b"data: ")
+        response.close()  # drop the connection without reading the rest
+    assert await backend.wait_for(lambda b: b.disconnects == 1, timeout=1.0)
+    assert await backend.wait_for(lambda b: b.requests_in_flight == 0, timeout=1.0)
+
+
+async def test_completed_requests_are_not_counted_as_disconnects(mock_backend_factory, session) -> None:
+    backend = await mock_backend_factory()
+    for stream in (False, True):
+        async with session.post(backend.url + CHAT, json=chat_body(stream=stream)) as response:
+            await response.read()
+    assert backend.requests_total == 2
+    assert backend.disconnects == 0
+
+
+# -- connection accounting ------------------------------------------------------------------------
+
+
+async def test_fifty_requests_over_one_keep_alive_session_count_one_connection(mock_backend_factory) -> None:
+    backend = await mock_backend_factory()
+    async with aiohttp.ClientSession() as s:
+        for _ in range(50):
+            async with s.post(backend.url + CHAT, json=chat_body()) as response:
+                assert response.status == 200
+                await response.read()
+        assert backend.connections_accepted == 1
+        assert backend.connections_open == 1
+    assert backend.requests_total == 50
+    assert await backend.wait_for(lambda b: b.connections_open == 0, timeout=1.0)
+
+
+async def test_five_sessions_count_five_connections(mock_backend_factory) -> None:
+    backend = await mock_backend_factory()
+    sessions = [aiohttp.ClientSession() for _ in range(5)]
+    try:
+        for s in sessions:
+            for _ in range(3):
+                async with s.get(backend.url + "/health") as response:
+                    assert response.status == 200
+        assert backend.connections_accepted == 5
+        assert backend.connections_open == 5
+    finally:
+        for s in sessions:
+            await s.close()
+    assert await backend.wait_for(lambda b: b.connections_open == 0, timeout=1.0)
+    assert backend.connections_accepted == 5
+
+
+async def test_a_session_without_keep_alive_opens_a_connection_per_request(mock_backend_factory) -> None:
+    backend = await mock_backend_factory()
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as s:
+        for _ in range(4):
+            async with s.get(backend.url + "/health") as response:
+                await response.read()
+    assert backend.connections_accepted == 4
+    assert await backend.wait_for(lambda b: b.connections_open == 0, timeout=1.0)
+
+
+# -- helpers on the object ------------------------------------------------------------------------
+
+
+async def test_register_info_describes_this_instance_and_takes_overrides(mock_backend_factory) -> None:
+    backend = await mock_backend_factory(role="prefill")
+    info = backend.register_info()
+    assert info["role"] == "prefill"
+    assert info["host_ip"] == "127.0.0.1"
+    assert info["port"] == backend.port
+    assert info["metrics_port"] == backend.port
+    assert isinstance(info["connector_port"], int)
+    assert isinstance(info["engine_worker_queue_port"], int)
+    assert info["transfer_protocol"] == ["ipc", "rdma"]
+    assert info["rdma_ports"] and info["device_ids"]
+    assert info["tp_size"] == 1
+    assert backend.register_info(transfer_protocol=["ipc"], tp_size=2)["transfer_protocol"] == ["ipc"]
+    assert backend.register_info(tp_size=2)["tp_size"] == 2
+
+
+async def test_reset_stats_zeroes_the_cumulative_counters(mock_backend_factory, session) -> None:
+    backend = await mock_backend_factory()
+    async with session.post(backend.url + CHAT, json=chat_body()) as response:
+        await response.read()
+    async with session.get(backend.url + "/health") as response:
+        await response.read()
+    async with session.post(backend.url + "/v1/abort_requests", json={}) as response:
+        await response.read()
+    backend.reset_stats()
+    counters = ("connections_accepted", "requests_total", "health_checks", "disconnects")
+    assert {name: getattr(backend, name) for name in counters} == dict.fromkeys(counters, 0)
+    assert len(backend.received) == 0
+    assert backend.aborts == []
+    assert backend.connections_open == 1  # still true: the session's connection is open
+
+
+async def test_wait_for_reports_whether_the_predicate_came_true(mock_backend_factory) -> None:
+    backend = await mock_backend_factory()
+    assert await backend.wait_for(lambda b: b.requests_total == 0, timeout=0.1) is True
+    assert await backend.wait_for(lambda b: b.requests_total == 1, timeout=0.05) is False
+
+
+def test_free_port_returns_a_bindable_loopback_port() -> None:
+    port = free_port()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", port))
+
+
+# -- pytest plugin --------------------------------------------------------------------------------
+
+
+async def test_factory_fixture_hands_out_started_backends_on_the_requested_port(
+    mock_backend_factory, free_port, session
+) -> None:
+    backend = await mock_backend_factory(port=free_port, role="decode")
+    assert backend.port == free_port
+    assert backend.role == "decode"
+    async with session.get(backend.url + "/health") as response:
+        assert response.status == 200
+
+
+async def test_mock_backends_closes_everything_it_made_last_first() -> None:
+    closed: list[str] = []
+    async with mock_backends() as make:
+        made = [await make(model=name) for name in ("first", "second", "third")]
+        for backend in made:
+            original_close = backend.close
+
+            async def close(backend: MockBackend = backend, original_close=original_close) -> None:
+                closed.append(backend.model)
+                await original_close()
+
+            backend.close = close  # type: ignore[method-assign]
+    assert closed == ["third", "second", "first"]
+    assert all(connection_refused(backend.port) for backend in made)
+
+
+# -- command line ---------------------------------------------------------------------------------
+
+
+async def test_cli_prints_its_url_answers_health_and_exits_on_sigterm(session) -> None:
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "fdrouter.testing.mock_backend",
+        "--port",
+        "0",
+        "--role",
+        "decode",
+        "--output-tokens",
+        "3",
+        "--loop",
+        "asyncio",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+        cwd=REPO_ROOT,
+    )
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), timeout=30)).decode()
+        match = re.fullmatch(r"mock backend listening on (http://127\.0\.0\.1:(\d+)) role=decode\n", line)
+        assert match, line
+        url = match.group(1)
+        async with session.get(url + "/health") as response:
+            assert response.status == 200
+        async with session.post(url + CHAT, json=chat_body()) as response:
+            assert (await response.json())["usage"]["completion_tokens"] == 3
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), timeout=10) == 0
+        assert await proc.stderr.read() == b""  # no tracebacks, no runpy double-import warning
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--role", "verifier"],
+        ["--port", "http"],
+        ["--port", "70000"],
+        ["--output-tokens", "-1"],
+        ["--token-delay", "soon"],
+        ["--bogus"],
+    ],
+)
+def test_cli_rejects_bad_flags_with_a_usage_error(argv, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert "usage:" in capsys.readouterr().err
