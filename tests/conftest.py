@@ -17,7 +17,7 @@ import pytest_asyncio
 from fdrouter import RouterConfig, RouterServer
 from fdrouter.testing import MockBackend, MockBehavior
 
-pytest_plugins = ["fdrouter.testing.pytest_plugin"]
+pytest_plugins = ["fdrouter.testing.pytest_plugin", "compat.pytest_profile"]
 
 
 async def wait_until(predicate, timeout: float = 2.0, interval: float = 0.01) -> bool:
