@@ -5,11 +5,11 @@ The relay passes bytes through: no JSON is decoded or re-encoded on the way back
 
 from __future__ import annotations
 
-import aiohttp
 from aiohttp import web
 
 from . import jsonutil
 from .errors import ClientDisconnected, RouterError
+from .http1 import Response
 
 _SSE = "text/event-stream"
 
@@ -29,9 +29,9 @@ class ClientSink:
         """Whether the status line has gone out: after that, errors travel in-band."""
         return self.response is not None and self.response.prepared
 
-    async def relay(self, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
+    async def relay(self, upstream: Response) -> web.StreamResponse:
         """Copy a 2xx upstream answer to the client; an SSE answer chunk by chunk."""
-        content_type = upstream.headers.get("Content-Type", "application/json")
+        content_type = upstream.header("content-type", "application/json")
         if upstream.content_type != _SSE:
             body = await upstream.read()
             self.finished = True
@@ -43,7 +43,7 @@ class ClientSink:
         self.response = response
         try:
             await response.prepare(self.request)
-            async for chunk in upstream.content.iter_any():
+            async for chunk in upstream.iter_chunks():
                 await response.write(chunk)
             await response.write_eof()
         except ConnectionResetError as exc:  # includes aiohttp's ClientConnectionResetError on writes

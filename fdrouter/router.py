@@ -160,13 +160,15 @@ class Router:
     async def _relay_leg(
         self, instance: InstanceState, endpoint: str, payload: bytes, sink: ClientSink, *, leg: str
     ) -> web.StreamResponse:
-        async with self.upstream.post(instance.url + endpoint, payload, leg=leg) as resp:
+        info = instance.info
+        async with self.upstream.post(info.host_ip, info.port, endpoint, payload, leg=leg) as resp:
             if resp.status >= 300:
                 raise await _status_error(resp, instance, leg)
             return await sink.relay(resp)
 
     async def _prefill_leg(self, instance: InstanceState, endpoint: str, payload: bytes) -> None:
-        async with self.upstream.post(instance.url + endpoint, payload, leg="prefill") as resp:
+        info = instance.info
+        async with self.upstream.post(info.host_ip, info.port, endpoint, payload, leg="prefill") as resp:
             if resp.status >= 300:
                 raise await _status_error(resp, instance, "prefill")
             await resp.read()  # prefill's own answer is not the client's: drain so the connection is reusable
@@ -264,7 +266,7 @@ def _release(instance: InstanceState, facts: RoutingFacts) -> None:
 async def _status_error(resp: Any, instance: InstanceState, leg: str) -> UpstreamStatus:
     body = await resp.read()
     return UpstreamStatus(
-        resp.status, body, resp.headers.get("Content-Type", "application/json"), instance=instance.url, leg=leg
+        resp.status, body, resp.header("content-type", "application/json"), instance=instance.url, leg=leg
     )
 
 

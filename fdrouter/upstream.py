@@ -1,11 +1,12 @@
-"""Talking to instances: one pooled session for generation, one small one for control.
+"""Talking to instances: one pool for generation, one small aiohttp session for control.
 
 DESIGN.md's lesson: when health checks shared the generation pool they queued behind hung
 generation traffic, timed out, and healthy instances were dropped. So generation traffic
-and control traffic (health checks, registration probes, aborts) get separate sessions,
+(``http1.Http1Pool``, sized for LLM concurrency) and control traffic (health checks,
+registration probes, aborts: an aiohttp session with a short timeout) get separate pools,
 each created once at start-up and closed at shutdown.
 
-This is the one place where aiohttp client errors become ``RouterError`` subclasses.
+This is the one place where client errors (http1's and aiohttp's) become ``RouterError``s.
 """
 
 from __future__ import annotations
@@ -20,33 +21,26 @@ import aiohttp
 
 from .config import RouterConfig
 from .errors import RouterError, UpstreamError, UpstreamTimeout
+from .http1 import ConnectError, Http1Pool, Response, ResponseBroken
 
 log = logging.getLogger("fdrouter.upstream")
 
-_JSON_HEADERS = {"Content-Type": "application/json"}
-
-
 class UpstreamClient:
-    """The router's two long-lived upstream sessions. Use as an async context manager."""
+    """The router's two long-lived upstream pools. Use as an async context manager."""
 
     def __init__(self, config: RouterConfig) -> None:
         self._config = config
-        self._generation: aiohttp.ClientSession | None = None
+        self._generation: Http1Pool | None = None
         self._control: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> UpstreamClient:
         cfg = self._config
-        generation_connector = aiohttp.TCPConnector(
+        self._generation = Http1Pool(
             limit=cfg.max_connections,
             limit_per_host=cfg.max_connections_per_host,
             keepalive_timeout=cfg.keepalive_timeout_secs,
-            ttl_dns_cache=300,
-        )
-        self._generation = aiohttp.ClientSession(
-            connector=generation_connector,
-            timeout=aiohttp.ClientTimeout(total=cfg.request_timeout_secs, sock_connect=cfg.connect_timeout_secs),
-            auto_decompress=False,  # relay bytes as the instance sent them
-            skip_auto_headers=("User-Agent",),
+            connect_timeout=cfg.connect_timeout_secs,
+            total_timeout=cfg.request_timeout_secs,
         )
         control_connector = aiohttp.TCPConnector(limit=cfg.health_pool_size, ttl_dns_cache=300)
         self._control = aiohttp.ClientSession(
@@ -59,14 +53,15 @@ class UpstreamClient:
         await self.close()
 
     async def close(self) -> None:
-        """Close both sessions; idempotent."""
-        for session in (self._generation, self._control):
-            if session is not None and not session.closed:
-                await session.close()
+        """Close both pools; idempotent."""
+        if self._generation is not None:
+            await self._generation.close()
+        if self._control is not None and not self._control.closed:
+            await self._control.close()
 
     @property
-    def generation_session(self) -> aiohttp.ClientSession:
-        """The pooled session for generation traffic."""
+    def generation_pool(self) -> Http1Pool:
+        """The keep-alive pool for generation traffic."""
         if self._generation is None:
             raise RuntimeError("UpstreamClient is not started: use 'async with UpstreamClient(config)'")
         return self._generation
@@ -80,28 +75,26 @@ class UpstreamClient:
 
     def acquired_connections(self) -> int:
         """Generation connections currently lent to a request (0 when nothing is in flight)."""
-        connector = self.generation_session.connector
-        # aiohttp keeps no public counter; _acquired is the set of connections lent out.
-        return len(getattr(connector, "_acquired", ()))
+        return self.generation_pool.acquired
 
     @asynccontextmanager
     async def post(
-        self, url: str, body: bytes, *, leg: str, headers: dict[str, str] | None = None
-    ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """POST a generation request; yields the response with headers read.
+        self, host: str, port: int, path: str, body: bytes, *, leg: str
+    ) -> AsyncIterator[Response]:
+        """POST a generation request to ``host:port``; yields the response with headers read.
 
         The response is released on normal exit and *closed* on any error or cancellation,
         so the instance sees the disconnect and stops generating.
         """
         try:
-            resp = await self.generation_session.post(url, data=body, headers=headers or _JSON_HEADERS)
+            resp = await self.generation_pool.post(host, port, path.encode(), body)
         except Exception as exc:
-            _reraise(exc, leg=leg, url=url)
+            _reraise(exc, leg=leg, url=f"http://{host}:{port}{path}")
         try:
             yield resp
         except BaseException as exc:
             resp.close()
-            _reraise(exc, leg=leg, url=url)
+            _reraise(exc, leg=leg, url=f"http://{host}:{port}{path}")
         else:
             resp.release()
 
@@ -131,6 +124,10 @@ def _convert(exc: BaseException, *, leg: str, url: str) -> BaseException | None:
         return None
     if isinstance(exc, asyncio.TimeoutError):
         return UpstreamTimeout(f"{leg} instance {url} timed out")
+    if isinstance(exc, ConnectError):
+        return UpstreamError(f"cannot connect to {leg} instance {url}: {exc}")
+    if isinstance(exc, ResponseBroken):
+        return UpstreamError(f"response from {leg} instance {url} broke off: {exc}")
     if isinstance(exc, aiohttp.ClientConnectorError):
         return UpstreamError(f"cannot connect to {leg} instance {url}: {exc.os_error.strerror or exc.os_error}")
     if isinstance(exc, aiohttp.ClientPayloadError):

@@ -10,9 +10,9 @@ from fdrouter.testing import MockBackend, free_port
 from ..conftest import wait_until
 
 
-async def test_router_opens_its_sessions_on_enter_and_closes_them_on_exit():
+async def test_router_opens_its_pools_on_enter_and_closes_them_on_exit():
     async with Router(RouterConfig()) as router:
-        generation = router.upstream.generation_session
+        generation = router.upstream.generation_pool
         control = router.upstream.control_session
         assert not generation.closed and not control.closed
     assert generation.closed and control.closed

@@ -1,0 +1,209 @@
+"""The generation pool: keep-alive reuse, release only after a whole answer, and no leaks."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from fdrouter.http1 import ConnectError, Http1Pool, ResponseBroken
+from fdrouter.testing import MockBehavior, free_port
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
+
+
+async def _read_request(reader: asyncio.StreamReader) -> bytes:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                   if line.lower().startswith(b"content-length:")), 0)
+    return head + await reader.readexactly(length)
+
+
+class RawServer:
+    """A loopback TCP server whose handler writes raw bytes: for answers aiohttp won't produce."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.connections = 0
+        self.server: asyncio.Server | None = None
+
+    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            await self.handler(reader, writer, self.connections)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    async def __aenter__(self) -> RawServer:
+        self.server = await asyncio.start_server(self._on_connect, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.server.close()
+
+
+@pytest.fixture
+async def pool():
+    p = Http1Pool(limit=16, total_timeout=5)
+    yield p
+    assert p.acquired == 0, "a response was neither released nor closed"
+    await p.close()
+
+
+async def test_sequential_requests_reuse_one_keep_alive_connection(pool, mock_backend_factory):
+    backend = await mock_backend_factory()
+    for _ in range(100):
+        resp = await pool.post(backend.host, backend.port, b"/v1/completions", b'{"prompt": "x"}')
+        assert resp.status == 200 and b"text_completion" in await resp.read()
+        resp.release()
+    assert backend.connections_accepted == 1
+    assert pool.connections_opened == 1
+
+
+async def test_chunked_sse_body_arrives_whole_and_in_pieces(pool, mock_backend_factory):
+    backend = await mock_backend_factory(behavior=MockBehavior(output_tokens=5, token_delay=0.01))
+    resp = await pool.post(backend.host, backend.port, b"/v1/completions", b'{"prompt": "x", "stream": true}')
+    assert resp.content_type == "text/event-stream"
+    chunks = [chunk async for chunk in resp.iter_chunks()]
+    resp.release()
+    assert len(chunks) >= 5
+    assert b"".join(chunks).endswith(b"data: [DONE]\n\n")
+
+
+async def test_releasing_an_unfinished_answer_closes_the_connection(pool, mock_backend_factory):
+    backend = await mock_backend_factory(behavior=MockBehavior(output_tokens=500, token_delay=0.01))
+    resp = await pool.post(backend.host, backend.port, b"/v1/completions", b'{"prompt": "x", "stream": true}')
+    resp.release()  # body not read: this connection must not be reused
+    assert await backend.wait_for(lambda b: b.disconnects == 1, timeout=1.0)
+    backend.behavior.output_tokens = 1
+    resp = await pool.post(backend.host, backend.port, b"/v1/completions", b'{"prompt": "x"}')
+    await resp.read()
+    resp.release()
+    assert pool.connections_opened == 2
+
+
+async def test_answer_framed_by_connection_close_is_complete():
+    async def handler(reader, writer, n):
+        await _read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: text/plain\r\n\r\nhello ")
+        writer.write(b"world")
+        await writer.drain()
+
+    async with RawServer(handler) as server:
+        pool = Http1Pool(limit=4)
+        resp = await pool.post("127.0.0.1", server.port, b"/", b"{}")
+        assert await resp.read() == b"hello world"
+        resp.release()
+        assert pool.acquired == 0
+        await pool.close()
+
+
+async def test_stale_idle_connection_is_retried_once_on_a_new_one():
+    async def handler(reader, writer, n):
+        await _read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        if n == 1:
+            await _read_request(reader)  # the second request on this connection: drop it unanswered
+            return
+        await asyncio.sleep(5)
+
+    async with RawServer(handler) as server:
+        pool = Http1Pool(limit=4)
+        for _ in range(2):
+            resp = await pool.post("127.0.0.1", server.port, b"/", b"{}")
+            assert await resp.read() == b"ok"
+            resp.release()
+        assert server.connections == 2 and pool.acquired == 0
+        await pool.close()
+
+
+async def test_a_fresh_connection_that_dies_unanswered_is_not_retried():
+    async def handler(reader, writer, n):
+        await _read_request(reader)
+
+    async with RawServer(handler) as server:
+        pool = Http1Pool(limit=4)
+        with pytest.raises(ResponseBroken):
+            await pool.post("127.0.0.1", server.port, b"/", b"{}")
+        assert server.connections == 1 and pool.acquired == 0
+        await pool.close()
+
+
+async def test_garbage_instead_of_http_is_a_broken_response():
+    async def handler(reader, writer, n):
+        await _read_request(reader)
+        writer.write(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(5)
+
+    async with RawServer(handler) as server:
+        pool = Http1Pool(limit=4)
+        with pytest.raises(ResponseBroken, match="invalid HTTP"):
+            await pool.post("127.0.0.1", server.port, b"/", b"{}")
+        assert pool.acquired == 0
+        await pool.close()
+
+
+async def test_total_timeout_fires_mid_body_and_frees_the_connection():
+    async def handler(reader, writer, n):
+        await _read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial")
+        await writer.drain()
+        await asyncio.sleep(5)
+
+    async with RawServer(handler) as server:
+        pool = Http1Pool(limit=4, total_timeout=0.2)
+        resp = await pool.post("127.0.0.1", server.port, b"/", b"{}")
+        with pytest.raises(TimeoutError):
+            await resp.read()
+        resp.close()
+        assert pool.acquired == 0
+        await pool.close()
+
+
+async def test_connection_limit_makes_extra_requests_wait(mock_backend_factory):
+    backend = await mock_backend_factory(behavior=MockBehavior(hang_before_headers=True))
+    pool = Http1Pool(limit=2)
+    tasks = [asyncio.create_task(pool.post(backend.host, backend.port, b"/v1/completions", b"{}"))
+             for _ in range(3)]
+    assert await backend.wait_for(lambda b: b.requests_in_flight == 2, timeout=2)
+    await asyncio.sleep(0.05)
+    assert pool.acquired == 2 and backend.connections_accepted == 2
+    await pool.close()  # wakes every waiter: nothing hangs
+    results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=2)
+    assert all(isinstance(r, (ResponseBroken, RuntimeError)) for r in results)
+    assert pool.acquired == 0
+
+
+async def test_large_bodies_pass_intact_through_backpressure():
+    payload = bytes(range(256)) * 8192  # 2 MiB, well over the pause threshold
+
+    async def handler(reader, writer, n):
+        await _read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(payload) + payload)
+        await writer.drain()
+        await asyncio.sleep(1)
+
+    async with RawServer(handler) as server:
+        pool = Http1Pool(limit=4)
+        resp = await pool.post("127.0.0.1", server.port, b"/", b"{}")
+        received = bytearray()
+        async for chunk in resp.iter_chunks():
+            received += chunk
+            await asyncio.sleep(0)  # a slow client
+        resp.release()
+        assert bytes(received) == payload
+        await pool.close()
+
+
+async def test_connect_failure_is_a_connect_error_and_lends_nothing():
+    pool = Http1Pool(limit=4)
+    with pytest.raises(ConnectError, match="refused"):
+        await pool.post("127.0.0.1", free_port(), b"/", b"{}")
+    assert pool.acquired == 0
+    await pool.close()
