@@ -87,7 +87,9 @@ async def test_close_twice_is_safe_and_stops_listening() -> None:
 
 
 async def test_close_before_start_is_a_no_op() -> None:
-    await MockBackend().close()
+    backend = MockBackend()
+    await backend.close()  # must neither raise nor hang
+    assert backend.connections_open == 0 and backend.port == 0
 
 
 async def test_start_twice_is_an_error(mock_backend_factory) -> None:
@@ -558,8 +560,10 @@ async def test_wait_for_reports_whether_the_predicate_came_true(mock_backend_fac
 
 def test_free_port_returns_a_bindable_loopback_port() -> None:
     port = free_port()
+    assert 1024 <= port <= 65535
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", port))
+        sock.bind(("127.0.0.1", port))  # raises if the port were taken
+        assert sock.getsockname() == ("127.0.0.1", port)
 
 
 # -- pytest plugin --------------------------------------------------------------------------------
