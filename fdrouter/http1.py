@@ -158,11 +158,14 @@ class Response:
         return b"".join(parts)
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
-        """Body bytes as they arrive from the instance."""
+        """Body bytes as they arrive from the instance, in order, coalesced when several wait."""
         chunks = self._chunks
         while True:
             if chunks:
-                chunk = chunks.popleft()
+                # everything already here goes out as one piece: one write to the client, not
+                # one per SSE event (under load several events arrive per TCP read)
+                chunk = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
+                chunks.clear()
                 self._buffered -= len(chunk)
                 conn = self._conn
                 if conn.paused and self._buffered < _LOW_WATER and not conn.lost:
