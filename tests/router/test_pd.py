@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import aiohttp
+
 from ..conftest import wait_until
 
 
@@ -112,3 +114,18 @@ async def test_splitwise_without_decode_instances_answers_503(cluster):
     assert status == 503
     assert body["error"]["code"] == "no_healthy_instance"
     assert "decode" in body["error"]["message"]
+
+
+async def test_client_disconnect_mid_pd_stream_closes_both_legs(cluster):
+    c = await cluster(splitwise=True, prefill=1, decode=1)
+    (p,), (d,) = c.prefill, c.decode
+    p.behavior.hang_before_headers = True  # prefill still busy when the client leaves
+    d.behavior.output_tokens = 1000
+    d.behavior.token_delay = 0.05
+    async with aiohttp.ClientSession() as client:
+        resp = await client.post(c.url + "/v1/chat/completions",
+                                 json={"messages": [{"role": "user", "content": "x"}], "stream": True})
+        await resp.content.readline()
+        resp.close()
+    assert await wait_until(lambda: d.disconnects == 1 and p.disconnects == 1, timeout=1.0)
+    assert await wait_until(lambda: c.server.router.in_flight() == 0, timeout=1.0)
