@@ -86,7 +86,7 @@ async def test_releasing_an_unfinished_answer_closes_the_connection(pool, mock_b
     assert pool.connections_opened == 2
 
 
-async def test_answer_framed_by_connection_close_is_complete():
+async def test_answer_framed_by_connection_close_is_complete(pool):
     async def handler(reader, writer, n):
         await _read_request(reader)
         writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: text/plain\r\n\r\nhello ")
@@ -94,15 +94,12 @@ async def test_answer_framed_by_connection_close_is_complete():
         await writer.drain()
 
     async with RawServer(handler) as server:
-        pool = Http1Pool(limit=4)
         resp = await pool.post("127.0.0.1", server.port, b"/", b"{}")
         assert await resp.read() == b"hello world"
         resp.release()
-        assert pool.acquired == 0
-        await pool.close()
 
 
-async def test_stale_idle_connection_is_retried_once_on_a_new_one():
+async def test_stale_idle_connection_is_retried_once_on_a_new_one(pool):
     async def handler(reader, writer, n):
         await _read_request(reader)
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
@@ -113,28 +110,24 @@ async def test_stale_idle_connection_is_retried_once_on_a_new_one():
         await asyncio.sleep(5)
 
     async with RawServer(handler) as server:
-        pool = Http1Pool(limit=4)
         for _ in range(2):
             resp = await pool.post("127.0.0.1", server.port, b"/", b"{}")
             assert await resp.read() == b"ok"
             resp.release()
-        assert server.connections == 2 and pool.acquired == 0
-        await pool.close()
+        assert server.connections == 2
 
 
-async def test_a_fresh_connection_that_dies_unanswered_is_not_retried():
+async def test_a_fresh_connection_that_dies_unanswered_is_not_retried(pool):
     async def handler(reader, writer, n):
         await _read_request(reader)
 
     async with RawServer(handler) as server:
-        pool = Http1Pool(limit=4)
         with pytest.raises(ResponseBroken):
             await pool.post("127.0.0.1", server.port, b"/", b"{}")
-        assert server.connections == 1 and pool.acquired == 0
-        await pool.close()
+        assert server.connections == 1
 
 
-async def test_garbage_instead_of_http_is_a_broken_response():
+async def test_garbage_instead_of_http_is_a_broken_response(pool):
     async def handler(reader, writer, n):
         await _read_request(reader)
         writer.write(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")
@@ -142,11 +135,8 @@ async def test_garbage_instead_of_http_is_a_broken_response():
         await asyncio.sleep(5)
 
     async with RawServer(handler) as server:
-        pool = Http1Pool(limit=4)
         with pytest.raises(ResponseBroken, match="invalid HTTP"):
             await pool.post("127.0.0.1", server.port, b"/", b"{}")
-        assert pool.acquired == 0
-        await pool.close()
 
 
 async def test_total_timeout_fires_mid_body_and_frees_the_connection():
@@ -180,7 +170,7 @@ async def test_connection_limit_makes_extra_requests_wait(mock_backend_factory):
     assert pool.acquired == 0
 
 
-async def test_large_bodies_pass_intact_through_backpressure():
+async def test_large_bodies_pass_intact_through_backpressure(pool):
     payload = bytes(range(256)) * 8192  # 2 MiB, well over the pause threshold
 
     async def handler(reader, writer, n):
@@ -190,7 +180,6 @@ async def test_large_bodies_pass_intact_through_backpressure():
         await asyncio.sleep(1)
 
     async with RawServer(handler) as server:
-        pool = Http1Pool(limit=4)
         resp = await pool.post("127.0.0.1", server.port, b"/", b"{}")
         received = bytearray()
         async for chunk in resp.iter_chunks():
@@ -198,12 +187,8 @@ async def test_large_bodies_pass_intact_through_backpressure():
             await asyncio.sleep(0)  # a slow client
         resp.release()
         assert bytes(received) == payload
-        await pool.close()
 
 
-async def test_connect_failure_is_a_connect_error_and_lends_nothing():
-    pool = Http1Pool(limit=4)
+async def test_connect_failure_is_a_connect_error_and_lends_nothing(pool):
     with pytest.raises(ConnectError, match="refused"):
         await pool.post("127.0.0.1", free_port(), b"/", b"{}")
-    assert pool.acquired == 0
-    await pool.close()
