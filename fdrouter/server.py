@@ -16,7 +16,6 @@ from aiohttp import web
 from . import jsonutil
 from .config import RouterConfig
 from .errors import (
-    BadRequest,
     ClientDisconnected,
     NoHealthyInstance,
     NotFound,
@@ -250,4 +249,4 @@ async def serve_forever(config: RouterConfig, *, stop: asyncio.Event | None = No
         await stop.wait()
 
 
-__all__ = ["RouterServer", "build_app", "serve_forever", "ROUTER_KEY", "BadRequest"]
+__all__ = ["CONFIG_KEY", "ROUTER_KEY", "RouterServer", "build_app", "serve_forever"]
