@@ -224,9 +224,7 @@ class RouterServer:
         except BaseException:
             await self._runner.cleanup()
             raise
-        sockets = site._server.sockets if site._server is not None else ()  # type: ignore[union-attr]
-        if sockets:
-            self.port = sockets[0].getsockname()[1]
+        self.port = site.port  # the bound port, also when 0 was asked for
         return self
 
     async def close(self) -> None:
