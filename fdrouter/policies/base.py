@@ -6,13 +6,36 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
+# Routing facts a policy may ask for in ``needs``; the router extracts only those.
+FACTS = frozenset({"prompt_tokens", "prompt_text", "session_key", "remote_metrics"})
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteMetrics:
+    """One scrape of an instance's ``/metrics`` (FastDeploy's gauges), and when it was taken."""
+
+    running: float
+    """``fastdeploy:num_requests_running``."""
+    waiting: float
+    """``fastdeploy:num_requests_waiting``."""
+    scraped_at: float
+    """Clock reading (the same clock as ``RoutingFacts.now``) when the scrape finished."""
+
 
 class Candidate(Protocol):
-    """What a policy may read of an instance (the router passes its live state, read-only)."""
+    """What a policy may read of an instance (the router passes its live state, read-only).
+
+    The simulator passes its own objects with the same attributes.
+    """
 
     url: str
+    """Unique name of the instance (``http://host:port`` in the router)."""
     in_flight: int
+    """Requests this router has dispatched there and not seen finish."""
     in_flight_tokens: int
+    """Sum of the estimated prompt tokens of those requests."""
+    remote: RemoteMetrics | None
+    """Last background scrape of the instance's ``/metrics``; None until one succeeded."""
 
 
 @dataclass(slots=True)
@@ -20,8 +43,13 @@ class RoutingFacts:
     """What the router extracted from one request: only what the policy's ``needs`` asked for."""
 
     prompt_tokens: int = 0
+    """Estimated prompt tokens (``len(text) // 4``); needs ``prompt_tokens``."""
     prompt_text: str | None = None
+    """The prompt as one string (chat contents joined); needs ``prompt_text``."""
     session_key: str | None = None
+    """Session id from the configured header or the body's ``user``; needs ``session_key``."""
+    now: float = 0.0
+    """The caller's clock (event-loop time in the router, simulated time in the simulator)."""
 
 
 class Policy(Protocol):

@@ -8,13 +8,18 @@ from collections.abc import Sequence
 from .base import Candidate, RoutingFacts
 
 
+def least_loaded(candidates: Sequence[Candidate]) -> Candidate:
+    """Fewest in-flight requests; ties go to the earliest candidate."""
+    return min(candidates, key=lambda c: c.in_flight)
+
+
 class RandomChoice:
     """Uniformly random: FastDeploy's first router's only policy."""
 
     name = "random"
     needs: frozenset[str] = frozenset()
 
-    def __init__(self, seed: int | None = None) -> None:
+    def __init__(self, *, seed: int | None = None) -> None:
         self._rng = random.Random(seed)
 
     def choose(self, candidates: Sequence[Candidate], facts: RoutingFacts) -> Candidate:
@@ -43,7 +48,7 @@ class RequestNum:
     needs: frozenset[str] = frozenset()
 
     def choose(self, candidates: Sequence[Candidate], facts: RoutingFacts) -> Candidate:
-        return min(candidates, key=lambda c: c.in_flight)
+        return least_loaded(candidates)
 
 
 class ProcessTokens:
@@ -54,3 +59,29 @@ class ProcessTokens:
 
     def choose(self, candidates: Sequence[Candidate], facts: RoutingFacts) -> Candidate:
         return min(candidates, key=lambda c: (c.in_flight_tokens, c.in_flight))
+
+
+class PowerOfTwo:
+    """Two distinct random candidates; the one with fewer in-flight requests wins.
+
+    Ties go to the first one drawn, as in FastDeploy's Go router
+    (``internal/scheduler/handler/power_of_two.go``). With one candidate, that one.
+    ``seed`` (default None: seeded from the OS) makes the draws reproducible.
+    """
+
+    name = "power_of_two"
+    needs: frozenset[str] = frozenset()
+
+    def __init__(self, *, seed: int | None = None) -> None:
+        self._rng = random.Random(seed)
+
+    def choose(self, candidates: Sequence[Candidate], facts: RoutingFacts) -> Candidate:
+        n = len(candidates)
+        if n == 1:
+            return candidates[0]
+        i = self._rng.randrange(n)
+        j = self._rng.randrange(n - 1)
+        if j >= i:
+            j += 1  # distinct from i, still uniform
+        first, second = candidates[i], candidates[j]
+        return second if second.in_flight < first.in_flight else first
