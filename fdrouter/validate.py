@@ -64,15 +64,20 @@ def check_generation(body: dict[str, Any], endpoint: str) -> None:
 
 
 def prompt_text(body: dict[str, Any]) -> str:
-    """The prompt as one string (chat messages joined), for policies that match prefixes."""
+    """The prompt as one string, for policies that match prefixes (and the mock's KV cache).
+
+    Chat: message contents joined with "\n" (text parts of multimodal contents only);
+    completions: the prompt, a list joined with " ". Never raises, whatever the body holds.
+    """
     if "messages" in body:
-        parts = []
-        for message in body.get("messages") or ():
+        messages = body.get("messages")
+        parts: list[str] = []
+        for message in messages if isinstance(messages, list) else ():
             content = message.get("content") if isinstance(message, dict) else None
             if isinstance(content, str):
                 parts.append(content)
             elif isinstance(content, list):  # multimodal parts: keep the text ones
-                parts.extend(p.get("text", "") for p in content if isinstance(p, dict))
+                parts.extend(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
         return "\n".join(parts)
     prompt = body.get("prompt")
     if isinstance(prompt, str):

@@ -6,12 +6,22 @@ plays a PD role (prefill answers one token), can be told to misbehave at runtime
 `MockBehavior`, and counts what really happened on the wire: TCP connections, requests,
 client disconnects.
 
-It is also the backend of the throughput benchmarks, so the zero-delay path does little:
-no routing table, no middleware, no access log, chunk text built from string templates.
+Like a real engine it keeps a prefix KV cache (`fdrouter.kvcache.PrefixCache`) and reports the
+prompt tokens it found there as ``usage.prompt_tokens_details.cached_tokens``, OpenAI's field,
+so cache-aware routing can be measured end to end. With ``MockBehavior.engine`` set it also
+*times* like one (`fdrouter.engine_model.EngineModel`): continuous batching of at most
+``max_batch`` sequences, prefill time growing with the uncached prompt tokens, decode steps
+growing with the batch. The discrete-event simulator uses the same two modules, so a live run
+on mocks and a simulation of it agree.
+
+It is also the backend of the throughput benchmarks, so the default path (no engine model)
+does little: no routing table, no middleware, no access log, no scheduler task, chunk text
+built from string templates; the cache costs a few dict operations per request.
 
 From the shell::
 
     python -m fdrouter.testing.mock_backend --port 8001 --role decode --token-delay 0.01
+    python -m fdrouter.testing.mock_backend --port 8001 --engine --max-batch 8 --prefill-per-token 0.0001
 """
 
 from __future__ import annotations
@@ -24,13 +34,17 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import count
 from typing import Any
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
+
+from fdrouter.engine_model import EngineModel
+from fdrouter.kvcache import CHARS_PER_TOKEN, PrefixCache, text_block_hashes, token_block_hashes
+from fdrouter.validate import prompt_text
 
 try:  # Probed once: uvloop only speeds up the CLI, nothing depends on it.
     import uvloop
@@ -61,8 +75,11 @@ _METRICS_TEMPLATE = (
     "fastdeploy:num_requests_running {running}\n"
     "# HELP fastdeploy:num_requests_waiting Number of requests waiting to be scheduled.\n"
     "# TYPE fastdeploy:num_requests_waiting gauge\n"
-    "fastdeploy:num_requests_waiting 0\n"
+    "fastdeploy:num_requests_waiting {waiting}\n"
 )
+
+# Sizes the prefix cache when no engine model is set (EngineModel is frozen: safe to share).
+_DEFAULT_ENGINE = EngineModel()
 
 # Non-streaming content for a given token count; bounded so odd max_tokens values can't grow it forever.
 _CONTENT_CACHE: dict[int, str] = {}
@@ -89,35 +106,45 @@ def _error_response(status: int, message: str) -> web.Response:
     return web.Response(status=status, body=body.encode(), content_type=_JSON)
 
 
-def _text_of(content: Any) -> str:
-    # Chat content is a string or a list of parts ({"type": "text", "text": ...}); other parts count as nothing.
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(
-            p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
-        )
-    return ""
+def _prompt_text(body: dict[str, Any], chat: bool) -> str:
+    """The prompt as one string: the router's own ``prompt_text``, so its cache-aware policy and
+    this cache see the same prefixes."""
+    if chat and "messages" not in body:
+        return ""
+    return prompt_text(body)
 
 
-def _estimate_prompt_tokens(body: dict[str, Any], chat: bool) -> int:
-    """A cheap token estimate: len(text) // 4 (OpenAI's rule of thumb); token-id prompts count exactly."""
-    if chat:
-        messages = body.get("messages")
-        if not isinstance(messages, list):
-            return 1
-        text = "".join(_text_of(m.get("content")) for m in messages if isinstance(m, dict))
-        return max(1, len(text) // 4)
-    prompt = body.get("prompt")
-    if isinstance(prompt, str):
-        return max(1, len(prompt) // 4)
-    if isinstance(prompt, list):
-        if all(isinstance(x, int) for x in prompt):  # one prompt given as token ids
-            return max(1, len(prompt))
-        return max(
-            1, sum(len(x) // 4 if isinstance(x, str) else len(x) for x in prompt if isinstance(x, str | list))
-        )
-    return 1
+def _token_ids(prompt: Any) -> list[int] | None:
+    """A completions prompt given as token ids (one list, or a batch of lists taken as one), else None."""
+    if not isinstance(prompt, list) or not prompt:
+        return None
+    if all(type(x) is int for x in prompt):
+        return prompt
+    if all(isinstance(x, list) and all(type(t) is int for t in x) for x in prompt):
+        return [t for x in prompt for t in x]
+    return None
+
+
+def _prompt_blocks(body: dict[str, Any], chat: bool, block_tokens: int | None) -> tuple[int, Sequence[int]]:
+    """(estimated prompt tokens, chained block hashes); no hashing when `block_tokens` is None.
+
+    The estimate is the router's: len(text) // 4 (OpenAI's rule of thumb); token ids count exactly.
+    """
+    ids = None if chat else _token_ids(body.get("prompt"))
+    if ids is not None:
+        return max(1, len(ids)), (() if block_tokens is None else token_block_hashes(ids, block_tokens))
+    text = _prompt_text(body, chat)
+    tokens = max(1, len(text) // CHARS_PER_TOKEN)
+    return tokens, (() if block_tokens is None else text_block_hashes(text, block_tokens))
+
+
+def _usage(prompt_tokens: int, completion_tokens: int, cached_tokens: int) -> dict[str, Any]:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": cached_tokens},
+    }
 
 
 @dataclass
@@ -130,17 +157,168 @@ class MockBehavior:
     output_tokens: int = 8
     """Tokens generated per request; the client's max_tokens caps it if smaller."""
     token_delay: float = 0.0
-    """Seconds per generated token: between stream chunks, or n * delay before a non-streaming answer."""
+    """Seconds per generated token: between stream chunks, or n * delay before a non-streaming answer.
+
+    Ignored while `engine` is set."""
+    engine: EngineModel | None = None
+    """A latency model: continuous batching timed by this EngineModel (see `MockBackend`), and the
+    prefix cache sized by it. None: no batch limit, `token_delay` pacing, a default-sized cache."""
     fail_status: int | None = None
     """Generation endpoints answer this status with an OpenAI error body."""
     reset_after_chunks: int | None = None
     """Streaming: abort the TCP connection after this many data chunks, before [DONE]."""
+    stall_after_chunks: int | None = None
+    """Streaming: after this many data chunks (0: right after the headers) go silent, before [DONE],
+    until the client disconnects or the server closes."""
     hang_before_headers: bool = False
     """Generation requests never answer; they wait until the client disconnects or the server closes."""
     health_status: int = 200
     """Status of GET /health."""
     health_delay: float = 0.0
     """Seconds GET /health waits before answering: a slow or hung health endpoint."""
+
+
+class _Sequence:
+    """One generation request inside the engine model: what the scheduler and its handler share."""
+
+    __slots__ = (
+        "completion_tokens",
+        "prompt_tokens",
+        "hashes",
+        "prefill",
+        "cached_tokens",
+        "admitted",
+        "produced",
+        "prefilled",
+        "finished",
+        "failed",
+        "_waiter",
+    )
+
+    def __init__(
+        self, completion_tokens: int, prompt_tokens: int, hashes: Sequence[int], prefill: bool
+    ) -> None:
+        self.completion_tokens = completion_tokens
+        self.prompt_tokens = prompt_tokens
+        self.hashes = hashes
+        self.prefill = prefill  # False on a PD decode instance: the KV cache arrives computed
+        self.cached_tokens = 0
+        self.admitted = False  # in the running batch, no longer waiting
+        self.produced = 0
+        self.prefilled = not prefill
+        self.finished = False
+        self.failed = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    async def wait(self, produced: int) -> None:
+        """Until `produced` tokens exist or the sequence is finished (a large number: until finished)."""
+        while self.produced < produced and not self.finished:
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+
+    def wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+class _Scheduler:
+    """Continuous batching over an EngineModel, one asyncio task per backend while there is work.
+
+    Each step is one iteration: if sequences were just admitted (FIFO, while fewer than
+    ``max_batch`` run) and need a prefill, the step prefills them together in the sum of their
+    ``prefill_time(uncached tokens)`` and yields each one's first token; otherwise it is a
+    decode step of ``step_time(running)`` yielding one token per running sequence. Prefill
+    first and no chunked prefill, as vLLM's V0 scheduler by default: a burst of admissions
+    stalls the running decodes for a step. The prefix-cache lookup happens at admission
+    (``admit``), as in an engine, so a waiting request may hit blocks a request ahead of it
+    inserted. A PD decode instance's sequences skip the prefill: their first token comes with
+    their first decode step. These are the rules of the simulator's engine
+    (`fdrouter.sim.instance`), which jumps between events where this one sleeps per step.
+
+    Steps are timed against a running deadline, so asyncio's late wake-ups do not add up into
+    a slower engine; more than a step behind (an overloaded loop), it resets rather than burst.
+    """
+
+    def __init__(self, admit: Callable[[_Sequence], None]) -> None:
+        self.running: list[_Sequence] = []
+        self.waiting: collections.deque[_Sequence] = collections.deque()
+        self.engine = _DEFAULT_ENGINE
+        self._admit = admit
+        self._task: asyncio.Task[None] | None = None
+
+    def submit(self, seq: _Sequence, engine: EngineModel) -> None:
+        """Queue `seq`; the latest engine model times the steps from now on."""
+        self.engine = engine
+        self.waiting.append(seq)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def discard(self, seq: _Sequence) -> None:
+        """Take `seq` out (finished, or its client left): frees its batch slot at once."""
+        if not seq.finished:
+            seq.finished = True
+            if seq.admitted:
+                self.running.remove(seq)
+            else:
+                self.waiting.remove(seq)
+
+    def cancel(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    def _plan(self) -> tuple[float, list[_Sequence], bool]:
+        """Admit what fits, then choose the next step: (seconds, sequences it advances, is prefill)."""
+        engine, running, waiting = self.engine, self.running, self.waiting
+        to_prefill = []
+        while waiting and len(running) < engine.max_batch:
+            seq = waiting.popleft()
+            running.append(seq)
+            seq.admitted = True
+            self._admit(seq)
+            if not seq.prefilled:
+                to_prefill.append(seq)
+        if to_prefill:
+            seconds = sum(engine.prefill_time(s.prompt_tokens - s.cached_tokens) for s in to_prefill)
+            return seconds, to_prefill, True
+        return engine.step_time(len(running)), [s for s in running if s.prefilled], False
+
+    def _finish_step(self, advancing: list[_Sequence], prefill: bool) -> None:
+        """The step's tokens exist now: count them, wake their handlers, retire finished sequences."""
+        done = False
+        for seq in advancing:
+            if seq.finished:  # its client left during the step
+                continue
+            if prefill:
+                seq.prefilled = True
+            if seq.produced < seq.completion_tokens:
+                seq.produced += 1
+            if seq.produced >= seq.completion_tokens:
+                seq.finished = done = True
+            seq.wake()
+        if done:
+            self.running = [s for s in self.running if not s.finished]
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time()
+        try:
+            while self.running or self.waiting:
+                seconds, advancing, prefill = self._plan()
+                deadline += seconds
+                delay = deadline - loop.time()
+                if delay < -seconds:  # more than a step behind: restart the clock rather than burst
+                    deadline -= delay
+                await asyncio.sleep(max(0.0, delay))  # sleep(0) still lets the handlers run
+                self._finish_step(advancing, prefill)
+        except BaseException:
+            # close() cancelled us, or a bug: either way no handler may wait forever.
+            for seq in [*self.running, *self.waiting]:
+                seq.finished = seq.failed = True
+                seq.wake()
+            self.running.clear()
+            self.waiting.clear()
+            raise
 
 
 class _CountingServer(web.Server):
@@ -177,6 +355,20 @@ class MockBackend:
     Use as ``async with MockBackend(role="decode") as backend: ...`` or ``await MockBackend().start()``
     then ``await backend.close()``. Port 0 binds a free port; ``url`` is known after start().
     Counters are plain attributes, always current, and never reset by the server itself.
+
+    Prefix cache: ``prefix_cache`` holds the blocks of the prompts this instance prefilled, sized by
+    ``behavior.engine`` (or `EngineModel`'s defaults). The prompt is the router's
+    ``prompt_text`` (chat contents joined with "\\n"), 4 characters a token; completions given as
+    token ids are hashed by id. ``prompt_tokens_total`` and ``cached_tokens_total`` add up what
+    the cache saw, so their ratio is the token hit rate. PD: the prefill instance looks up and
+    fills its cache; a decode instance receives the KV cache computed, so it neither looks up
+    nor counts, and its answers report ``cached_tokens`` 0.
+
+    Engine model (``behavior.engine`` set): see `_Scheduler`. At most ``max_batch`` requests
+    run, the rest wait FIFO; ``/metrics`` reports both gauges. A streaming answer sends its
+    headers at once and each token chunk when the engine produces it (time to first token =
+    queueing + prefill); a non-streaming one answers after the last token. A client that leaves
+    frees its batch slot at once.
     """
 
     def __init__(
@@ -202,8 +394,22 @@ class MockBackend:
         self.requests_in_flight = 0
         self.disconnects = 0
         self.health_checks = 0
+        self.metrics_requests = 0
+        """GET /metrics answered: how often something scraped this instance."""
+        self.prompt_tokens_total = 0
+        """Prompt tokens this instance prefilled (looked up in its prefix cache)."""
+        self.cached_tokens_total = 0
+        """Of those, the tokens found in the prefix cache."""
         self.received: collections.deque[dict[str, Any]] = collections.deque(maxlen=RECEIVED_MAXLEN)
+        self.received_headers: collections.deque[Mapping[str, str]] = collections.deque(
+            maxlen=RECEIVED_MAXLEN
+        )
+        """The headers of the requests in `received` (case-insensitive mappings), same order."""
         self.aborts: list[Any] = []
+        engine = self.behavior.engine or _DEFAULT_ENGINE
+        self.prefix_cache = PrefixCache(engine.cache_blocks, engine.block_tokens)
+        """Replaced when a new engine model changes the block size; ``clear()`` it for a cold start."""
+        self._scheduler = _Scheduler(self._admit)
 
         self._model_json = json.dumps(model)
         self._models_body = json.dumps(
@@ -235,6 +441,16 @@ class MockBackend:
 
     def __repr__(self) -> str:
         return f"<MockBackend {self.url} role={self.role}>"
+
+    @property
+    def requests_waiting(self) -> int:
+        """Generation requests queued for a batch slot (always 0 without an engine model)."""
+        return len(self._scheduler.waiting)
+
+    @property
+    def requests_running(self) -> int:
+        """Generation requests in flight and not waiting: the batch, plus any being read or answered."""
+        return self.requests_in_flight - len(self._scheduler.waiting)
 
     async def start(self) -> MockBackend:
         """Bind and start serving; port 0 picks a free port. Returns self."""
@@ -269,6 +485,7 @@ class MockBackend:
         self._stopping.set()
         for task in list(self._handler_tasks):
             task.cancel()
+        self._scheduler.cancel()
         await runner.cleanup()
         # A client that stopped reading keeps a transport open after a graceful close; cut it so the
         # connection counters settle.
@@ -313,13 +530,41 @@ class MockBackend:
         return info
 
     def reset_stats(self) -> None:
-        """Zero the cumulative counters and histories. Gauges of what is open now are left alone."""
+        """Zero the cumulative counters and histories. Gauges of what is open now, and the contents
+        of the prefix cache, are left alone (``prefix_cache.clear()`` empties it)."""
         self.connections_accepted = 0
         self.requests_total = 0
         self.disconnects = 0
         self.health_checks = 0
+        self.metrics_requests = 0
+        self.prompt_tokens_total = 0
+        self.cached_tokens_total = 0
+        self.prefix_cache.hits = self.prefix_cache.lookups = 0
         self.received.clear()
+        self.received_headers.clear()
         self.aborts.clear()
+
+    # -- prefix cache ----------------------------------------------------------------------------
+
+    def _cache_for(self, engine: EngineModel) -> PrefixCache:
+        """The prefix cache, resized (or rebuilt, for a new block size) to what `engine` says."""
+        cache = self.prefix_cache
+        if cache.block_tokens != engine.block_tokens:
+            cache = self.prefix_cache = PrefixCache(engine.cache_blocks, engine.block_tokens)
+        elif cache.capacity_blocks != engine.cache_blocks:
+            cache.capacity_blocks = engine.cache_blocks  # a smaller capacity evicts on the next insert
+        return cache
+
+    def _lookup(self, prompt_tokens: int, hashes: Sequence[int]) -> int:
+        """An engine's admission: count the cached prefix, cache the whole prompt; cached tokens."""
+        cached = self.prefix_cache.lookup_and_insert(hashes)
+        self.prompt_tokens_total += prompt_tokens
+        self.cached_tokens_total += cached
+        return cached
+
+    def _admit(self, seq: _Sequence) -> None:
+        if seq.prefill:
+            seq.cached_tokens = self._lookup(seq.prompt_tokens, seq.hashes)
 
     # -- HTTP handlers -------------------------------------------------------------------------
 
@@ -371,6 +616,7 @@ class MockBackend:
         if not isinstance(body, dict):
             return _error_response(400, "request body must be a JSON object")
         self.received.append(body)
+        self.received_headers.append(request.headers)
 
         behavior = self.behavior
         if behavior.hang_before_headers:
@@ -389,22 +635,48 @@ class MockBackend:
             max_tokens = body.get("max_tokens", body.get("max_completion_tokens"))
             if isinstance(max_tokens, int) and not isinstance(max_tokens, bool) and 0 <= max_tokens < n:
                 n = max_tokens
-        prompt_tokens = _estimate_prompt_tokens(body, chat)
+        engine = behavior.engine
+        prefill = self.role != "decode"  # a decode instance gets the KV cache computed: no lookup
+        cache = self._cache_for(engine or _DEFAULT_ENGINE)
+        prompt_tokens, hashes = _prompt_blocks(body, chat, cache.block_tokens if prefill else None)
         request_id = body.get("request_id")
         prefix = "chatcmpl-" if chat else "cmpl-"
         # Echo the router's request_id the way FastDeploy does, so tests can correlate the legs.
         response_id = prefix + (request_id if isinstance(request_id, str) else f"mock{next(self._ids)}")
-        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": n, "total_tokens": prompt_tokens + n}
 
-        if body.get("stream") is True:
-            options = body.get("stream_options")
-            include_usage = isinstance(options, dict) and options.get("include_usage") is True
-            return await self._stream(
-                request, chat, response_id, n, usage if include_usage else None, behavior
-            )
+        seq: _Sequence | None = None
+        cached = 0
+        if engine is None:
+            if prefill:
+                cached = self._lookup(prompt_tokens, hashes)
+        else:
+            seq = _Sequence(n, prompt_tokens, hashes, prefill)
+            self._scheduler.submit(seq, engine)
+        try:
+            if body.get("stream") is True:
+                options = body.get("stream_options")
+                include_usage = isinstance(options, dict) and options.get("include_usage") is True
+                return await self._stream(
+                    request,
+                    chat,
+                    response_id,
+                    n,
+                    prompt_tokens if include_usage else None,
+                    cached,
+                    seq,
+                    behavior,
+                )
+            if seq is not None:
+                await seq.wait(n + 1)  # until finished
+                if seq.failed:
+                    return _error_response(503, "mock backend is shutting down")
+                cached = seq.cached_tokens
+            elif behavior.token_delay > 0 and n > 0:
+                await asyncio.sleep(n * behavior.token_delay)
+        finally:
+            if seq is not None:
+                self._scheduler.discard(seq)
 
-        if behavior.token_delay > 0 and n > 0:
-            await asyncio.sleep(n * behavior.token_delay)
         content = _content(n)
         choice: dict[str, Any]
         if chat:
@@ -421,39 +693,34 @@ class MockBackend:
             "created": int(time.time()),
             "model": self.model,
             "choices": [choice],
-            "usage": usage,
+            "usage": _usage(prompt_tokens, n, cached),
         }
         return web.Response(body=json.dumps(answer).encode(), content_type=_JSON)
 
-    def _chunks(self, chat: bool, response_id: str, n: int, usage: dict[str, int] | None) -> Iterator[bytes]:
-        """The SSE data events of one stream, [DONE] excluded; built from templates, not per-chunk dicts."""
-        created = int(time.time())
+    def _chunk_head(self, chat: bool, response_id: str) -> str:
+        """The fixed start of every chunk of one stream; chunks are built from templates, not dicts."""
         object_name = "chat.completion.chunk" if chat else "text_completion"
-        head = (
-            f'data: {{"id":{json.dumps(response_id)},"object":"{object_name}","created":{created},'
+        return (
+            f'data: {{"id":{json.dumps(response_id)},"object":"{object_name}","created":{int(time.time())},'
             f'"model":{self._model_json},"choices":[{{"index":0,'
         )
-        for i in range(n):
-            # Token text is "tokN " and needs no JSON escaping.
-            if chat:
-                role = '"role":"assistant",' if i == 0 else ""
-                yield f'{head}"delta":{{{role}"content":"{_token(i)}"}},"finish_reason":null}}]}}\n\n'.encode()
-            else:
-                yield f'{head}"text":"{_token(i)}","logprobs":null,"finish_reason":null}}]}}\n\n'.encode()
-        last: dict[str, Any] = {
-            "id": response_id,
-            "object": object_name,
-            "created": created,
-            "model": self.model,
-            "choices": [
-                {"index": 0, "delta": {}, "finish_reason": "length"}
-                if chat
-                else {"index": 0, "text": "", "logprobs": None, "finish_reason": "length"}
-            ],
-        }
-        if usage is not None:
-            last["usage"] = usage
-        yield b"data: " + json.dumps(last, separators=(",", ":")).encode() + b"\n\n"
+
+    @staticmethod
+    def _token_chunk(head: str, chat: bool, i: int) -> bytes:
+        # Token text is "tokN " and needs no JSON escaping.
+        if chat:
+            role = '"role":"assistant",' if i == 0 else ""
+            return f'{head}"delta":{{{role}"content":"{_token(i)}"}},"finish_reason":null}}]}}\n\n'.encode()
+        return f'{head}"text":"{_token(i)}","logprobs":null,"finish_reason":null}}]}}\n\n'.encode()
+
+    @staticmethod
+    def _last_chunk(head: str, chat: bool, usage: dict[str, Any] | None) -> bytes:
+        if chat:
+            choice = '"delta":{},"finish_reason":"length"}]'
+        else:
+            choice = '"text":"","logprobs":null,"finish_reason":"length"}]'
+        tail = "" if usage is None else ',"usage":' + json.dumps(usage, separators=(",", ":"))
+        return f"{head}{choice}{tail}}}\n\n".encode()
 
     async def _stream(
         self,
@@ -461,28 +728,60 @@ class MockBackend:
         chat: bool,
         response_id: str,
         n: int,
-        usage: dict[str, int] | None,
+        usage_prompt_tokens: int | None,
+        cached: int,
+        seq: _Sequence | None,
         behavior: MockBehavior,
     ) -> web.StreamResponse:
+        """One SSE answer: a chunk per token, a finishing chunk (with usage if asked), [DONE].
+
+        Paced by the engine model when `seq` is given, else by ``token_delay``; usage is
+        sent when `usage_prompt_tokens` is not None (the client set stream_options.include_usage).
+        """
+        # Headers go out at once, as an engine's do; the first token follows after queueing and prefill.
         response = web.StreamResponse(headers=_SSE_HEADERS)
         await response.prepare(request)
-        delay = behavior.token_delay
+        delay = 0.0 if seq is not None else behavior.token_delay
         reset_after = behavior.reset_after_chunks
-        sent = 0
+        stall_after = behavior.stall_after_chunks
+        head = self._chunk_head(chat, response_id)
         try:
-            for chunk in self._chunks(chat, response_id, n, usage):
-                if reset_after is not None and sent >= reset_after:
+            for i in range(n):
+                if reset_after is not None and i >= reset_after:
                     return self._reset(request, response)
-                if delay > 0 and sent < n:  # token chunks take time; the finishing chunk doesn't
+                if stall_after is not None and i >= stall_after:
+                    return await self._stall(response)
+                if seq is not None:
+                    await seq.wait(i + 1)
+                    if seq.failed:
+                        return self._reset(request, response)
+                elif delay > 0:  # token chunks take time; the finishing chunk doesn't
                     await asyncio.sleep(delay)
-                await response.write(chunk)
-                sent += 1
+                await response.write(self._token_chunk(head, chat, i))
+            if seq is not None:
+                await seq.wait(n + 1)  # n == 0: the prefill still has to happen
+                if seq.failed:
+                    return self._reset(request, response)
+                cached = seq.cached_tokens
+            if reset_after is not None and n >= reset_after:
+                return self._reset(request, response)
+            if stall_after is not None and n >= stall_after:
+                return await self._stall(response)
+            usage = None if usage_prompt_tokens is None else _usage(usage_prompt_tokens, n, cached)
+            await response.write(self._last_chunk(head, chat, usage))
             if reset_after is not None:  # reset_after >= all chunks: still no [DONE]
                 return self._reset(request, response)
+            if stall_after is not None:
+                return await self._stall(response)
             await response.write(_DONE)
         except ConnectionResetError:  # aiohttp: "Cannot write to closing transport"
             if not self._closing:
                 self.disconnects += 1
+        return response
+
+    async def _stall(self, response: web.StreamResponse) -> web.StreamResponse:
+        assert self._stopping is not None
+        await self._stopping.wait()  # ends by cancellation (client gone) or close()
         return response
 
     @staticmethod
@@ -505,7 +804,8 @@ class MockBackend:
         return web.Response(body=self._models_body, content_type=_JSON)
 
     async def _metrics(self, request: web.BaseRequest) -> web.StreamResponse:
-        text = _METRICS_TEMPLATE.format(running=self.requests_in_flight)
+        self.metrics_requests += 1
+        text = _METRICS_TEMPLATE.format(running=self.requests_running, waiting=self.requests_waiting)
         return web.Response(body=text.encode(), headers={"Content-Type": _PROMETHEUS_CONTENT_TYPE})
 
     async def _abort_requests(self, request: web.BaseRequest) -> web.StreamResponse:
@@ -527,18 +827,22 @@ def free_port(host: str = "127.0.0.1") -> int:
 # -- command line ----------------------------------------------------------------------------------
 
 
-def _non_negative(kind: type[int] | type[float]) -> Callable[[str], Any]:
+def _at_least(kind: type[int] | type[float], minimum: int = 0) -> Callable[[str], Any]:
     def parse(text: str) -> Any:
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {text}")
         return value
 
     parse.__name__ = kind.__name__  # argparse names the type in its error messages
     return parse
+
+
+def _non_negative(kind: type[int] | type[float]) -> Callable[[str], Any]:
+    return _at_least(kind, 0)
 
 
 def _port(text: str) -> int:
@@ -546,6 +850,42 @@ def _port(text: str) -> int:
     if value > 65535:
         raise argparse.ArgumentTypeError(f"not a TCP port: {text}")
     return value
+
+
+# (flag, EngineModel field, parser, metavar, help); defaults are EngineModel's, shown in --help.
+_ENGINE_FLAGS = (
+    ("--max-batch", "max_batch", _at_least(int, 1), "N", "sequences running together; more wait FIFO"),
+    ("--cache-blocks", "cache_blocks", _non_negative(int), "N", "prefix-cache capacity in blocks"),
+    ("--block-tokens", "block_tokens", _at_least(int, 1), "N", "tokens per prefix-cache block"),
+    (
+        "--prefill-base",
+        "prefill_base_s",
+        _non_negative(float),
+        "SECONDS",
+        "fixed cost of each request's prefill",
+    ),
+    (
+        "--prefill-per-token",
+        "prefill_per_token_s",
+        _non_negative(float),
+        "SECONDS",
+        "per uncached prompt token",
+    ),
+    (
+        "--decode-step",
+        "decode_base_s",
+        _non_negative(float),
+        "SECONDS",
+        "decode step with one running sequence",
+    ),
+    (
+        "--decode-per-seq",
+        "decode_per_seq_s",
+        _non_negative(float),
+        "SECONDS",
+        "added to a step per extra sequence",
+    ),
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -566,7 +906,7 @@ def _parser() -> argparse.ArgumentParser:
         "--token-delay",
         type=_non_negative(float),
         default=MockBehavior.token_delay,
-        help="seconds per generated token (default %(default)s)",
+        help="seconds per generated token, without --engine (default %(default)s)",
     )
     parser.add_argument("--model", default="mock-model", help="served model name (default %(default)s)")
     parser.add_argument(
@@ -575,15 +915,48 @@ def _parser() -> argparse.ArgumentParser:
         default="auto",
         help="event loop; auto uses uvloop when installed (default auto)",
     )
+    group = parser.add_argument_group(
+        "engine model",
+        "Time requests like a serving engine (fdrouter.engine_model.EngineModel): continuous batching "
+        "of at most --max-batch sequences, the rest waiting FIFO; a request's prefill costs "
+        "--prefill-base plus --prefill-per-token per prompt token not in the prefix cache; a decode "
+        "step costs --decode-step plus --decode-per-seq per extra running sequence. The prefix "
+        "cache is always on; its size flags need --engine.",
+    )
+    group.add_argument(
+        "--engine", action="store_true", help="enable the engine model (replaces --token-delay)"
+    )
+    for flag, field, kind, metavar, text in _ENGINE_FLAGS:
+        default = getattr(_DEFAULT_ENGINE, field)
+        group.add_argument(
+            flag, dest=field, type=kind, metavar=metavar, default=None, help=f"{text} (default {default})"
+        )
     return parser
 
 
-async def _serve(args: argparse.Namespace) -> None:
+def _behavior(parser: argparse.ArgumentParser, args: argparse.Namespace) -> MockBehavior:
+    """The MockBehavior the flags describe; inconsistent flags are a usage error (exit 2)."""
+    engine_fields = {field: getattr(args, field) for _, field, *_ in _ENGINE_FLAGS}
+    given = {field: value for field, value in engine_fields.items() if value is not None}
+    engine = None
+    if args.engine:
+        if args.token_delay > 0:
+            parser.error("--token-delay has no effect with --engine (use --decode-step)")
+        try:
+            engine = EngineModel(**given)
+        except ValueError as exc:
+            parser.error(f"engine model: {exc}")
+    elif given:
+        flag = next(f for f, field, *_ in _ENGINE_FLAGS if field in given)
+        parser.error(f"{flag} needs --engine")
+    return MockBehavior(output_tokens=args.output_tokens, token_delay=args.token_delay, engine=engine)
+
+
+async def _serve(args: argparse.Namespace, behavior: MockBehavior) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    behavior = MockBehavior(output_tokens=args.output_tokens, token_delay=args.token_delay)
     async with MockBackend(
         role=args.role, host=args.host, port=args.port, model=args.model, behavior=behavior
     ) as backend:
@@ -598,10 +971,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.loop == "uvloop" and uvloop is None:
         parser.error("--loop uvloop: uvloop is not installed")
+    behavior = _behavior(parser, args)
     if uvloop is not None and args.loop != "asyncio":
-        uvloop.run(_serve(args))
+        uvloop.run(_serve(args, behavior))
     else:
-        asyncio.run(_serve(args))
+        asyncio.run(_serve(args, behavior))
     return 0
 
 

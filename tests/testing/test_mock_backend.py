@@ -17,9 +17,11 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
+from fdrouter.engine_model import EngineModel
 from fdrouter.testing import MockBackend, MockBehavior, free_port
-from fdrouter.testing.mock_backend import main
+from fdrouter.testing.mock_backend import _behavior, _parser, _prompt_text, _Scheduler, _Sequence, main
 from fdrouter.testing.pytest_plugin import mock_backends
+from fdrouter.validate import prompt_text
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHAT = "/v1/chat/completions"
@@ -58,6 +60,56 @@ async def read_events_until_broken(
     except aiohttp.ClientError as exc:
         return events, exc
     return events, None
+
+
+def long_text(seed: str, chars: int = 1000) -> str:
+    """`chars` characters that share no 64-character block with another seed's."""
+    pieces = (f"{seed}{i:05d} " for i in range(chars))
+    return "".join(pieces)[:chars]
+
+
+def fast_engine(**fields: Any) -> EngineModel:
+    """An engine model that takes no time unless told otherwise."""
+    zero = {"prefill_base_s": 0.0, "prefill_per_token_s": 0.0, "decode_base_s": 0.0, "decode_per_seq_s": 0.0}
+    return EngineModel(**{**zero, **fields})
+
+
+def cached_tokens(answer: dict[str, Any]) -> int:
+    return answer["usage"]["prompt_tokens_details"]["cached_tokens"]
+
+
+async def post_json(session: aiohttp.ClientSession, url: str, body: dict[str, Any]) -> dict[str, Any]:
+    async with session.post(url, json=body) as response:
+        assert response.status == 200, await response.text()
+        return await response.json()
+
+
+async def stream_timed(
+    session: aiohttp.ClientSession, url: str, body: dict[str, Any]
+) -> tuple[float, float, list[dict[str, Any]]]:
+    """Stream with usage; (seconds to the first token chunk, seconds to [DONE], the JSON chunks)."""
+    body = {**body, "stream": True, "stream_options": {"include_usage": True}}
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    first = None
+    chunks = []
+    async with session.post(url, json=body) as response:
+        assert response.status == 200
+        async for line in response.content:
+            if line.startswith(b"data: {"):
+                first = loop.time() - started if first is None else first
+                chunks.append(json.loads(line[len(b"data: ") :]))
+    assert first is not None
+    return first, loop.time() - started, chunks
+
+
+async def metrics(session: aiohttp.ClientSession, backend: MockBackend) -> tuple[int, int]:
+    """(fastdeploy:num_requests_running, fastdeploy:num_requests_waiting) as /metrics reports them."""
+    async with session.get(backend.url + "/metrics") as response:
+        values = dict(
+            line.split() for line in (await response.text()).splitlines() if not line.startswith("#")
+        )
+    return int(values["fastdeploy:num_requests_running"]), int(values["fastdeploy:num_requests_waiting"])
 
 
 def connection_refused(port: int) -> bool:
@@ -205,6 +257,14 @@ async def test_metrics_reports_running_requests_in_fastdeploy_prometheus_format(
     assert "fastdeploy:num_requests_waiting 0" in lines
 
 
+async def test_metrics_requests_counts_scrapes(mock_backend_factory, session) -> None:
+    backend = await mock_backend_factory()
+    for _ in range(3):
+        await metrics(session, backend)
+    assert backend.metrics_requests == 3
+    assert backend.health_checks == 0 and backend.requests_total == 0
+
+
 async def test_abort_requests_records_the_body_and_answers_ok(mock_backend_factory, session) -> None:
     backend = await mock_backend_factory()
     async with session.post(backend.url + "/v1/abort_requests", json={"request_ids": ["r1"]}) as response:
@@ -245,7 +305,12 @@ async def test_chat_completion_returns_output_tokens_and_usage(mock_backend_fact
     [choice] = answer["choices"]
     assert choice["message"] == {"role": "assistant", "content": "tok0 tok1 tok2 "}
     assert choice["finish_reason"] == "length"
-    assert answer["usage"] == {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13}
+    assert answer["usage"] == {
+        "prompt_tokens": 10,
+        "completion_tokens": 3,
+        "total_tokens": 13,
+        "prompt_tokens_details": {"cached_tokens": 0},
+    }
     assert backend.requests_total == 1
     assert backend.requests_in_flight == 0
     assert backend.disconnects == 0
@@ -261,7 +326,12 @@ async def test_completion_returns_text_and_usage(mock_backend_factory, session) 
     [choice] = answer["choices"]
     assert choice["text"] == "tok0 tok1 "
     assert choice["finish_reason"] == "length"
-    assert answer["usage"] == {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12}
+    assert answer["usage"] == {
+        "prompt_tokens": 10,
+        "completion_tokens": 2,
+        "total_tokens": 12,
+        "prompt_tokens_details": {"cached_tokens": 0},
+    }
 
 
 async def test_token_id_prompts_count_one_token_per_id(mock_backend_factory, session) -> None:
@@ -323,7 +393,12 @@ async def test_streaming_usage_is_sent_only_when_include_usage_is_set(mock_backe
         events = sse_events(await response.text())
     last = json.loads(events[-2])
     assert last["choices"][0]["finish_reason"] == "length"
-    assert last["usage"] == {"prompt_tokens": 1, "completion_tokens": 4, "total_tokens": 5}
+    assert last["usage"] == {
+        "prompt_tokens": 1,
+        "completion_tokens": 4,
+        "total_tokens": 5,
+        "prompt_tokens_details": {"cached_tokens": 0},
+    }
     assert all("usage" not in json.loads(e) for e in events[:-2])
 
 
@@ -383,6 +458,18 @@ async def test_received_records_bodies_with_disaggregate_info_and_echoes_request
     assert backend.received.maxlen == 1000
 
 
+async def test_received_headers_keeps_each_generation_requests_headers(mock_backend_factory, session) -> None:
+    backend = await mock_backend_factory()
+    async with session.post(
+        backend.url + CHAT, json=chat_body(), headers={"X-Request-Id": "abc"}
+    ) as response:
+        await response.read()
+    async with session.get(backend.url + "/health", headers={"X-Request-Id": "not-generation"}) as response:
+        await response.read()
+    assert len(backend.received_headers) == len(backend.received) == 1
+    assert backend.received_headers[-1]["x-request-id"] == "abc"  # case-insensitive, like HTTP
+
+
 async def test_malformed_json_is_answered_400_with_an_openai_error(mock_backend_factory, session) -> None:
     backend = await mock_backend_factory()
     headers = {"Content-Type": "application/json"}
@@ -397,6 +484,217 @@ async def test_malformed_json_is_answered_400_with_an_openai_error(mock_backend_
     async with session.post(backend.url + "/v1/abort_requests", data=b"[", headers=headers) as response:
         assert response.status == 400
     assert backend.aborts == []
+
+
+# -- prefix cache ---------------------------------------------------------------------------------
+
+
+async def test_the_same_long_prompt_is_cached_the_second_time(mock_backend_factory, session) -> None:
+    backend = await mock_backend_factory()
+    body = chat_body(messages=[{"role": "user", "content": long_text("q")}])  # 1000 chars: 250 tokens
+    first = await post_json(session, backend.url + CHAT, body)
+    second = await post_json(session, backend.url + CHAT, body)
+    assert first["usage"]["prompt_tokens"] == second["usage"]["prompt_tokens"] == 250
+    assert cached_tokens(first) == 0
+    assert cached_tokens(second) == 240  # the 15 full 16-token blocks; the partial one never is
+    assert (backend.prompt_tokens_total, backend.cached_tokens_total) == (500, 240)
+    backend.reset_stats()  # zeroes the counters, keeps the cache
+    assert cached_tokens(await post_json(session, backend.url + CHAT, body)) == 240
+    assert (backend.prompt_tokens_total, backend.cached_tokens_total) == (250, 240)
+
+
+async def test_prompts_sharing_a_system_prompt_share_only_its_full_blocks(
+    mock_backend_factory, session
+) -> None:
+    backend = await mock_backend_factory()
+    system = {"role": "system", "content": long_text("sys", 200)}  # 3 full blocks and 8 characters
+
+    def body(user: str) -> dict[str, Any]:
+        return chat_body(messages=[system, {"role": "user", "content": long_text(user, 300)}])
+
+    assert cached_tokens(await post_json(session, backend.url + CHAT, body("alpha"))) == 0
+    assert cached_tokens(await post_json(session, backend.url + CHAT, body("beta"))) == 3 * 16
+    assert cached_tokens(await post_json(session, backend.url + CHAT, body("alpha"))) == 500 // 4 // 16 * 16
+
+
+async def test_the_cache_evicts_least_recently_used_blocks_beyond_its_capacity(
+    mock_backend_factory, session
+) -> None:
+    backend = await mock_backend_factory(behavior=MockBehavior(engine=fast_engine(cache_blocks=4)))
+
+    async def cached(seed: str) -> int:  # every prompt is exactly two blocks
+        return cached_tokens(
+            await post_json(session, backend.url + COMPLETIONS, {"prompt": long_text(seed, 128)})
+        )
+
+    assert [await cached(seed) for seed in ("a", "b", "a")] == [0, 0, 32]  # a is now the most recent
+    assert await cached("c") == 0  # full: b, the least recently used, goes
+    assert [await cached(seed) for seed in ("a", "b")] == [32, 0]
+    assert len(backend.prefix_cache) == 4
+
+
+async def test_stream_usage_chunk_reports_cached_tokens(mock_backend_factory, session) -> None:
+    backend = await mock_backend_factory(behavior=MockBehavior(output_tokens=2))
+    body = {"prompt": long_text("s"), "stream": True, "stream_options": {"include_usage": True}}
+    usages = []
+    for _ in range(2):
+        async with session.post(backend.url + COMPLETIONS, json=body) as response:
+            events = sse_events(await response.text())
+        assert events[-1] == "[DONE]"
+        usages.append(json.loads(events[-2])["usage"])
+    assert [u["prompt_tokens_details"]["cached_tokens"] for u in usages] == [0, 240]
+    assert usages[1]["prompt_tokens"] == 250
+
+
+async def test_token_id_prompts_are_cached_by_id(mock_backend_factory, session) -> None:
+    backend = await mock_backend_factory()
+    ids = list(range(40))
+    assert cached_tokens(await post_json(session, backend.url + COMPLETIONS, {"prompt": ids})) == 0
+    answer = await post_json(session, backend.url + COMPLETIONS, {"prompt": [*ids[:20], 99, 98]})
+    assert (answer["usage"]["prompt_tokens"], cached_tokens(answer)) == (22, 16)
+
+
+async def test_pd_prefill_looks_up_the_cache_and_decode_does_not(mock_backend_factory, session) -> None:
+    prefill = await mock_backend_factory(role="prefill")
+    decode = await mock_backend_factory(role="decode")
+    body = chat_body(messages=[{"role": "user", "content": long_text("pd")}])
+    for backend in (prefill, decode):
+        answers = [await post_json(session, backend.url + CHAT, body) for _ in range(2)]
+        assert [a["usage"]["prompt_tokens"] for a in answers] == [250, 250]
+        assert [cached_tokens(a) for a in answers] == ([0, 240] if backend is prefill else [0, 0])
+    assert (prefill.prompt_tokens_total, prefill.cached_tokens_total) == (500, 240)
+    assert (decode.prompt_tokens_total, decode.cached_tokens_total, len(decode.prefix_cache)) == (0, 0, 0)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]},
+        {"messages": [{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "image_url"}]}]},
+        {"messages": [{"role": "assistant", "content": None}, {"role": "user", "content": "x"}]},
+        {"prompt": "plain"},
+        {"prompt": ["one", "two"]},
+    ],
+)
+def test_the_cached_text_is_the_routers_prompt_text(body) -> None:
+    assert _prompt_text(body, chat="messages" in body) == prompt_text(body)
+
+
+# -- engine model ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_the_engine_model_answers_like_the_default_path(mock_backend_factory, session, stream) -> None:
+    plain = await mock_backend_factory(behavior=MockBehavior(output_tokens=3))
+    timed = await mock_backend_factory(behavior=MockBehavior(output_tokens=3, engine=fast_engine()))
+    answers = []
+    for backend in (plain, timed):
+        for body in (chat_body(request_id="r"), chat_body(request_id="r", max_tokens=0)):
+            body.update(stream=stream, stream_options={"include_usage": True})
+            async with session.post(backend.url + CHAT, json=body) as response:
+                text = await response.text()
+            answers.append(re.sub(r'"created": ?\d+', "", text))
+    assert answers[:2] == answers[2:]
+    assert "tok2" in answers[0] and "tok0" not in answers[1]
+
+
+async def test_a_cached_prompt_has_a_shorter_time_to_first_token(mock_backend_factory, session) -> None:
+    # 250-token prompts at 0.4 ms per uncached token: ~100 ms of prefill uncached, ~4 ms cached.
+    engine = fast_engine(prefill_per_token_s=0.0004, decode_base_s=0.001)
+    backend = await mock_backend_factory(behavior=MockBehavior(output_tokens=2, engine=engine))
+    url = backend.url + COMPLETIONS
+    uncached, _, chunks = await stream_timed(session, url, {"prompt": long_text("a")})
+    assert cached_tokens(chunks[-1]) == 0
+    cached, _, chunks = await stream_timed(session, url, {"prompt": long_text("a")})
+    assert cached_tokens(chunks[-1]) == 240
+    other, _, chunks = await stream_timed(session, url, {"prompt": long_text("b")})  # same length, uncached
+    assert cached_tokens(chunks[-1]) == 0
+    assert cached * 4 < min(uncached, other), (cached, uncached, other)
+
+
+def test_the_scheduler_admits_fifo_up_to_max_batch_and_times_steps_by_batch_size() -> None:
+    # The scheduler's decisions without the clock: plan a step, then finish it, as its loop does.
+    engine = EngineModel(prefill_per_token_s=0.001, decode_base_s=0.004, decode_per_seq_s=0.001, max_batch=2)
+    admitted: list[_Sequence] = []
+    scheduler = _Scheduler(admitted.append)
+    scheduler.engine = engine
+    seqs = [_Sequence(completion_tokens=2, prompt_tokens=100, hashes=(), prefill=True) for _ in range(3)]
+    scheduler.waiting.extend(seqs)
+
+    def step() -> tuple[float, list[_Sequence], bool]:
+        planned = scheduler._plan()
+        scheduler._finish_step(planned[1], planned[2])
+        return planned
+
+    assert step() == (2 * engine.prefill_time(100), seqs[:2], True)  # one prefill for both, first token each
+    assert admitted == seqs[:2] and list(scheduler.waiting) == seqs[2:]
+    assert step() == (engine.step_time(2), seqs[:2], False)  # their second and last token
+    assert step() == (engine.prefill_time(100), seqs[2:], True)
+    assert step() == (engine.step_time(1), seqs[2:], False)
+    assert scheduler.running == [] and all(s.finished and s.produced == 2 for s in seqs)
+
+
+async def test_max_batch_one_makes_a_second_request_wait(mock_backend_factory, session) -> None:
+    engine = fast_engine(max_batch=1, decode_base_s=0.01)
+    backend = await mock_backend_factory(behavior=MockBehavior(output_tokens=10, engine=engine))
+    assert await metrics(session, backend) == (0, 0)
+    loop = asyncio.get_running_loop()
+    async with session.post(backend.url + CHAT, json=chat_body(stream=True)) as first:
+        assert (await first.content.readline()).startswith(b"data: ")  # the first request runs
+        second = asyncio.ensure_future(post_json(session, backend.url + CHAT, chat_body()))
+        assert await backend.wait_for(lambda b: b.requests_waiting == 1, timeout=1.0)
+        assert await metrics(session, backend) == (1, 1)
+        await first.read()
+        first_done = loop.time()
+    answer = await second
+    assert loop.time() > first_done
+    assert answer["usage"]["completion_tokens"] == 10
+    assert await metrics(session, backend) == (0, 0)
+
+
+async def test_a_client_leaving_frees_its_batch_slot(mock_backend_factory, session) -> None:
+    engine = fast_engine(max_batch=1, decode_base_s=0.01)
+    backend = await mock_backend_factory(behavior=MockBehavior(output_tokens=1000, engine=engine))
+    async with session.post(backend.url + CHAT, json=chat_body(stream=True)) as first:
+        assert (await first.content.readline()).startswith(b"data: ")
+        second = asyncio.ensure_future(post_json(session, backend.url + CHAT, chat_body(max_tokens=2)))
+        assert await backend.wait_for(lambda b: b.requests_waiting == 1, timeout=1.0)
+        first.close()  # ~10 s of tokens left: only a freed slot lets the second run now
+    answer = await asyncio.wait_for(second, timeout=1.0)
+    assert answer["usage"]["completion_tokens"] == 2
+    assert backend.disconnects == 1
+    assert await backend.wait_for(lambda b: b.requests_in_flight == 0 and b.requests_waiting == 0)
+
+
+async def test_a_client_leaving_while_queued_leaves_the_queue(mock_backend_factory, session) -> None:
+    engine = fast_engine(max_batch=1, decode_base_s=0.01)
+    backend = await mock_backend_factory(behavior=MockBehavior(output_tokens=1000, engine=engine))
+    async with session.post(backend.url + CHAT, json=chat_body(stream=True)) as first:
+        assert (await first.content.readline()).startswith(b"data: ")
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.2)) as impatient:
+            with pytest.raises(asyncio.TimeoutError):
+                await impatient.post(backend.url + CHAT, json=chat_body())
+        assert await backend.wait_for(lambda b: b.disconnects == 1 and b.requests_waiting == 0, timeout=1.0)
+        assert backend.requests_running == 1
+        first.close()
+    assert await backend.wait_for(lambda b: b.requests_in_flight == 0)
+
+
+async def test_closing_the_backend_ends_running_and_queued_requests(session) -> None:
+    engine = fast_engine(max_batch=1, decode_base_s=0.01)
+    backend = await MockBackend(behavior=MockBehavior(output_tokens=1000, engine=engine)).start()
+    requests = [asyncio.ensure_future(post_json(session, backend.url + CHAT, chat_body())) for _ in range(2)]
+    try:
+        assert await backend.wait_for(lambda b: b.requests_waiting == 1, timeout=1.0)
+        await asyncio.wait_for(backend.close(), timeout=5)
+        for request in requests:
+            with pytest.raises(aiohttp.ClientError):
+                await asyncio.wait_for(request, timeout=5)
+        assert (backend.requests_in_flight, backend.requests_waiting, backend.disconnects) == (0, 0, 0)
+    finally:
+        for request in requests:
+            request.cancel()
+        await backend.close()
 
 
 # -- faults ---------------------------------------------------------------------------------------
@@ -441,6 +739,25 @@ async def test_reset_after_chunks_breaks_the_stream_without_done(
     assert "[DONE]" not in events
     assert await backend.wait_for(lambda b: b.connections_open == 0, timeout=1.0)
     assert backend.disconnects == 0  # the server cut the stream, the client did not leave
+
+
+@pytest.mark.parametrize("stall_after", [0, 2])
+async def test_stall_after_chunks_goes_silent_until_the_client_leaves(
+    mock_backend_factory, session, stall_after
+) -> None:
+    backend = await mock_backend_factory(
+        behavior=MockBehavior(output_tokens=8, stall_after_chunks=stall_after)
+    )
+    async with session.post(backend.url + CHAT, json=chat_body(stream=True)) as response:
+        assert response.status == 200
+        for _ in range(stall_after):
+            assert (await asyncio.wait_for(response.content.readline(), timeout=1.0)).startswith(b"data: ")
+            assert await asyncio.wait_for(response.content.readline(), timeout=1.0) == b"\n"
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(response.content.readline(), timeout=0.1)
+        response.close()
+    assert await backend.wait_for(lambda b: b.disconnects == 1, timeout=1.0)
+    assert await backend.wait_for(lambda b: b.requests_in_flight == 0, timeout=1.0)
 
 
 async def test_hang_before_headers_times_the_client_out_then_counts_a_disconnect(
@@ -544,10 +861,20 @@ async def test_reset_stats_zeroes_the_cumulative_counters(mock_backend_factory, 
         await response.read()
     async with session.post(backend.url + "/v1/abort_requests", json={}) as response:
         await response.read()
+    await metrics(session, backend)
+    assert backend.prompt_tokens_total == 1
     backend.reset_stats()
-    counters = ("connections_accepted", "requests_total", "health_checks", "disconnects")
+    counters = (
+        "connections_accepted",
+        "requests_total",
+        "health_checks",
+        "disconnects",
+        "metrics_requests",
+        "prompt_tokens_total",
+        "cached_tokens_total",
+    )
     assert {name: getattr(backend, name) for name in counters} == dict.fromkeys(counters, 0)
-    assert len(backend.received) == 0
+    assert len(backend.received) == len(backend.received_headers) == 0
     assert backend.aborts == []
     assert backend.connections_open == 1  # still true: the session's connection is open
 
@@ -647,6 +974,10 @@ async def test_cli_prints_its_url_answers_health_and_exits_on_sigterm(session) -
         ["--output-tokens", "-1"],
         ["--token-delay", "soon"],
         ["--bogus"],
+        ["--max-batch", "4"],  # engine flags need --engine
+        ["--engine", "--max-batch", "0"],
+        ["--engine", "--prefill-per-token", "-1"],
+        ["--engine", "--token-delay", "0.01"],  # two latency models at once
     ],
 )
 def test_cli_rejects_bad_flags_with_a_usage_error(argv, capsys) -> None:
@@ -654,3 +985,16 @@ def test_cli_rejects_bad_flags_with_a_usage_error(argv, capsys) -> None:
         main(argv)
     assert exit_info.value.code == 2
     assert "usage:" in capsys.readouterr().err
+
+
+def test_cli_engine_flags_build_the_engine_model() -> None:
+    parser = _parser()
+    args = parser.parse_args(
+        ["--engine", "--max-batch", "4", "--prefill-per-token", "0.001", "--decode-step", "0.02"]
+    )
+    behavior = _behavior(parser, args)
+    assert behavior.engine == EngineModel(max_batch=4, prefill_per_token_s=0.001, decode_base_s=0.02)
+    assert _behavior(parser, parser.parse_args([])).engine is None
+    help_text = parser.format_help()
+    for flag in ("--engine", "--max-batch", "--cache-blocks", "--prefill-per-token", "--decode-step"):
+        assert flag in help_text
