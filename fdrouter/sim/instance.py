@@ -1,0 +1,197 @@
+"""A simulated serving instance: the Candidate a policy sees, and the engine behind it.
+
+The engine is iteration-level continuous batching as in vLLM (v0 scheduler) and FastDeploy,
+timed by ``EngineModel`` -- the same model the mock backend uses:
+
+- Requests wait in a FIFO queue; at each iteration boundary the engine admits from its
+  head while fewer than ``max_batch`` sequences are running.
+- Admitted requests that need a prefill run one prefill iteration together (decode
+  pauses: prefill first, no chunking). It costs ``prefill_time(uncached)`` summed over
+  them, where ``uncached`` is the prompt minus the prefix found in the instance's
+  ``PrefixCache`` on admission. In mixed mode the prefill yields the first token.
+- Otherwise every running sequence gains one token per decode step of
+  ``step_time(batch)`` seconds. Rather than one event per step, the instance sleeps until
+  the next sequence finishes (the batch is constant until then) and is woken early, at
+  the next step boundary, only when a new request could join the batch.
+
+Roles: ``mixed`` does both; ``prefill`` only prefills (requests leave when their prefill
+ends); ``decode`` admits requests whose KV cache arrived and only decodes: their first
+token comes after their first decode step.
+
+The Candidate attributes (``url``, ``in_flight``, ``in_flight_tokens``, ``remote``) belong to
+the router's view and are written by the simulator, never by the engine here.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import deque
+
+from ..engine_model import EngineModel
+from ..kvcache import PrefixCache
+from ..policies.base import RemoteMetrics
+from .events import Event, Kind
+
+MIXED, PREFILL, DECODE = "mixed", "prefill", "decode"
+
+
+class Job:
+    """One request's journey through the cluster; the result row is read off it at the end."""
+
+    __slots__ = (
+        "rid", "arrival", "session", "prompt_tokens", "hashes", "output_tokens", "routed_tokens",
+        "prefill_inst", "decode_inst", "enqueued", "cached_tokens", "queue_wait", "decode_wait",
+        "first_token", "finish",
+    )
+
+    def __init__(self, rid: int, arrival: float, session: str | None, prompt_tokens: int,
+                 hashes: list[int], output_tokens: int) -> None:
+        self.rid = rid
+        self.arrival = arrival
+        self.session = session
+        self.prompt_tokens = prompt_tokens
+        self.hashes: list[int] | None = hashes  # dropped once the prefix cache has seen them
+        self.output_tokens = output_tokens
+        self.routed_tokens = 0  # facts.prompt_tokens the router added to in_flight_tokens
+        self.prefill_inst: SimInstance | None = None
+        self.decode_inst: SimInstance | None = None
+        self.enqueued = 0.0
+        self.cached_tokens = 0
+        self.queue_wait = 0.0
+        self.decode_wait = math.nan
+        self.first_token = math.nan
+        self.finish = math.nan
+
+
+class SimInstance:
+    """One instance: Candidate attributes for policies plus its batching engine."""
+
+    __slots__ = (
+        "url", "role", "index", "in_flight", "in_flight_tokens", "remote", "requests_total",
+        "engine", "cache", "_waiting", "_running", "_prefilling", "_first_pending", "_steps",
+        "_version", "_seg_start", "_seg_step_s", "_seg_steps", "_busy",
+    )
+
+    def __init__(self, url: str, role: str, index: int, engine: EngineModel) -> None:
+        self.url = url
+        self.role = role
+        self.index = index
+        # -- what the router knows (Candidate) --
+        self.in_flight = 0
+        self.in_flight_tokens = 0
+        self.remote: RemoteMetrics | None = None
+        self.requests_total = 0
+        # -- the engine --
+        self.engine = engine
+        self.cache = PrefixCache(engine.cache_blocks, engine.block_tokens) if role != DECODE else None
+        self._waiting: deque[Job] = deque()
+        self._running: list[tuple[int, int, Job]] = []  # heap of (finish_step, rid, job)
+        self._prefilling: list[Job] = []
+        self._first_pending: list[Job] = []  # decode role: admitted, first decode step not done yet
+        self._steps = 0  # decode steps run so far; sequences finish at an absolute step number
+        self._version = 0  # bumped when the pending wake-up is replaced; stale ones are ignored
+        self._seg_start = 0.0
+        self._seg_step_s = 0.0
+        self._seg_steps = 0
+        self._busy = False
+
+    def __repr__(self) -> str:
+        return f"<SimInstance {self.url} in_flight={self.in_flight}>"
+
+    @property
+    def running(self) -> int:
+        """Sequences in the batch (prefilling or decoding): FastDeploy's num_requests_running."""
+        return len(self._running) + len(self._prefilling)
+
+    @property
+    def waiting(self) -> int:
+        """Requests queued for a batch slot: FastDeploy's num_requests_waiting."""
+        return len(self._waiting)
+
+    def scrape(self, now: float) -> None:
+        """What the router's background scraper would read from ``/metrics`` now."""
+        self.remote = RemoteMetrics(running=float(self.running), waiting=float(len(self._waiting)), scraped_at=now)
+
+    # -- the engine ----------------------------------------------------------------------
+
+    def enqueue(self, job: Job, now: float) -> Event | None:
+        """A request reaches the instance; returns a changed wake-up, if any."""
+        job.enqueued = now
+        self._waiting.append(job)
+        if not self._busy:
+            return self._plan(now)
+        if self._prefilling or len(self._running) >= self.engine.max_batch:
+            return None  # admitted when the prefill iteration ends, or when a slot frees up
+        # decoding with a free slot: stop the run at the next step boundary to admit it
+        step_s = self._seg_step_s
+        steps = max(0, math.ceil((now - self._seg_start) / step_s)) if step_s > 0 else 0
+        if steps >= self._seg_steps:
+            return None
+        self._seg_steps = steps
+        self._version += 1
+        return Event(self._seg_start + steps * self._seg_step_s, Kind.WAKE, (self, self._version))
+
+    def wake(self, now: float, version: int) -> tuple[list[Job], Event | None]:
+        """End of an iteration: the jobs that leave this instance now, and the next wake-up."""
+        if version != self._version:
+            return [], None
+        done: list[Job] = []
+        if self._prefilling:
+            for job in self._prefilling:
+                if self.role == PREFILL:
+                    done.append(job)
+                    continue
+                job.first_token = now
+                if job.output_tokens <= 1:
+                    job.finish = now
+                    done.append(job)
+                else:
+                    heapq.heappush(self._running, (self._steps + job.output_tokens - 1, job.rid, job))
+            self._prefilling = []
+        elif self._seg_steps:
+            self._steps += self._seg_steps
+            if self._first_pending:
+                first = self._seg_start + self._seg_step_s
+                for job in self._first_pending:
+                    job.first_token = first
+                self._first_pending = []
+            running, steps = self._running, self._steps
+            while running and running[0][0] <= steps:
+                job = heapq.heappop(running)[2]
+                job.finish = now
+                done.append(job)
+        return done, self._plan(now)
+
+    def _plan(self, now: float) -> Event | None:
+        """Admit what fits and start the next iteration; its end is the next wake-up."""
+        engine, waiting, running = self.engine, self._waiting, self._running
+        room = engine.max_batch - len(running)
+        prefill_s = 0.0
+        while waiting and room > 0:
+            job = waiting.popleft()
+            room -= 1
+            if self.role == DECODE:
+                job.decode_wait = now - job.enqueued
+                heapq.heappush(running, (self._steps + job.output_tokens, job.rid, job))
+                self._first_pending.append(job)
+                continue
+            job.queue_wait = now - job.enqueued
+            cached = self.cache.lookup_and_insert(job.hashes)
+            job.hashes = None
+            job.cached_tokens = cached
+            prefill_s += engine.prefill_time(job.prompt_tokens - cached)
+            self._prefilling.append(job)
+        self._version += 1
+        if self._prefilling:
+            self._busy = True
+            self._seg_steps = 0
+            return Event(now + prefill_s, Kind.WAKE, (self, self._version))
+        if running:
+            self._busy = True
+            self._seg_start = now
+            self._seg_step_s = engine.step_time(len(running))
+            self._seg_steps = running[0][0] - self._steps
+            return Event(now + self._seg_steps * self._seg_step_s, Kind.WAKE, (self, self._version))
+        self._busy = False
+        return None
