@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,paddle,speed]'
+	$(BIN)/python -m pip install --quiet -e '.[test,paddle,speed,notebooks]'
 	touch $(STAMP)
 
 demo: $(STAMP)

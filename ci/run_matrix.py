@@ -4,7 +4,8 @@
 
 1. ``ruff check .`` at the repo root.
 2. ``python -m pytest -p compat.pytest_profile tests [extra args]`` once per profile in
-   ci/matrix.yaml, with FDROUTER_PADDLE_PROFILE set. Output streams to the console as it
+   ci/matrix.yaml, with FDROUTER_PADDLE_PROFILE set. Tests marked ``once`` run in the
+   first profile only (``-m "not once"`` in the others). Output streams to the console as it
    runs; counts come from a ``--junitxml`` report in a temporary directory. Extra args
    that name test paths (``tests/compat``, ``tests/x.py::test_y``) replace ``tests``.
 3. A table of counts and durations per profile, then as the very last line
@@ -73,8 +74,12 @@ def read_junit(path: Path) -> tuple[int, int, int]:
     return tests - failed - skipped, failed, skipped
 
 
-def pytest_command(extra_args: list[str], junit: Path) -> list[str]:
-    """The pytest invocation for one profile: whole tests/ unless extra args name paths."""
+def pytest_command(extra_args: list[str], junit: Path, *, first: bool = True) -> list[str]:
+    """The pytest invocation for one profile: whole tests/ unless extra args name paths.
+
+    Tests marked ``once`` (notebooks, chaos, soak: long, and blind to the paddle profile)
+    run in the first profile only; the others deselect them with ``-m "not once"``.
+    """
     names_paths = any(not a.startswith("-") and (ROOT / a.split("::")[0]).exists() for a in extra_args)
     targets = [] if names_paths else ["tests"]
     return [
@@ -84,6 +89,7 @@ def pytest_command(extra_args: list[str], junit: Path) -> list[str]:
         "-p",
         "compat.pytest_profile",
         f"--junitxml={junit}",
+        *([] if first else ["-m", "not once"]),
         *targets,
         *extra_args,
     ]
@@ -99,10 +105,10 @@ def run_lint() -> bool:
         return False
 
 
-def run_profile(profile: str, extra_args: list[str], workdir: Path) -> ProfileRun:
+def run_profile(profile: str, extra_args: list[str], workdir: Path, *, first: bool = True) -> ProfileRun:
     """Run pytest under ``profile``, streaming its output; counts from its junit report."""
     junit = workdir / f"junit-{profile}.xml"
-    command = pytest_command(extra_args, junit)
+    command = pytest_command(extra_args, junit, first=first)
     _banner(f"profile {profile}: {PROFILE_ENV}={profile} {' '.join(command[1:])}")
     env = {**os.environ, PROFILE_ENV: profile}
     started = time.monotonic()
@@ -138,7 +144,7 @@ def main(argv: list[str]) -> int:
     # lint first but never instead of the tests: one run should show every problem
     lint_ok = run_lint()
     with tempfile.TemporaryDirectory(prefix="fdrouter-matrix-") as workdir:
-        runs = [run_profile(profile, argv, Path(workdir)) for profile in profiles]
+        runs = [run_profile(profile, argv, Path(workdir), first=i == 0) for i, profile in enumerate(profiles)]
     _banner("summary")
     print(format_summary(runs, lint_ok), flush=True)
     return 0 if succeeded(runs, lint_ok) else 1

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import signal
 import sys
 from collections.abc import Sequence
 
+import yaml
+
 from .config import ConfigError, RouterConfig, load_config_file, load_instances_file, parse_worker_urls
+from .logs import configure_logging
 from .policies import available_policies
+from .sim.cli import add_simulate_parser, run_simulate
 
 # flag -> (RouterConfig field, type, help). Flags left out keep the file's or the default value.
 _SERVE_FLAGS: list[tuple[str, str, type, str]] = [
@@ -35,10 +38,43 @@ _SERVE_FLAGS: list[tuple[str, str, type, str]] = [
     ("--prefill-policy", "prefill_policy", str, "prefill policy in splitwise mode (default process_tokens)"),
     ("--decode-policy", "decode_policy", str, "decode policy in splitwise mode (default request_num)"),
     ("--max-body-bytes", "max_body_bytes", int, "largest request body accepted, else 413 (default 33554432)"),
+    ("--metrics-scrape-interval-secs", "metrics_scrape_interval_secs", float,
+     "background /metrics scrape interval for the remote_metrics policy (default 1)"),
     ("--api-key", "api_key", str, "require 'Authorization: Bearer KEY' on inference endpoints "
      "(default: $FDROUTER_API_KEY, else none)"),
+    ("--admin-api-key", "admin_api_key", str, "require 'Authorization: Bearer KEY' on /register, /deregister "
+     "and /v1/abort_requests (default: $FDROUTER_ADMIN_API_KEY, else none)"),
+    ("--max-instances", "max_instances", int, "most instances that may be registered (default 1024)"),
+    ("--first-byte-timeout-secs", "first_byte_timeout_secs", float,
+     "time for an instance to start answering, 0 = off (default 600)"),
+    ("--stream-idle-timeout-secs", "stream_idle_timeout_secs", float,
+     "longest gap between two chunks of an answer, 0 = off (default 600)"),
+    ("--retry-max-retries", "retry_max_retries", int,
+     "retries on another instance for requests that failed before any byte reached the client (default 2)"),
+    ("--retry-initial-backoff-secs", "retry_initial_backoff_secs", float, "first retry delay (default 0.05)"),
+    ("--retry-max-backoff-secs", "retry_max_backoff_secs", float, "largest retry delay (default 1)"),
+    ("--breaker-failure-threshold", "breaker_failure_threshold", int,
+     "consecutive failures that open an instance's circuit, 0 = no breaker (default 5)"),
+    ("--breaker-success-threshold", "breaker_success_threshold", int,
+     "successes in half-open that close the circuit (default 2)"),
+    ("--breaker-cooldown-secs", "breaker_cooldown_secs", float, "open-circuit cooldown before trials (default 30)"),
+    ("--max-concurrent-requests", "max_concurrent_requests", int,
+     "generation requests served at once, 0 = no admission control (default 0)"),
+    ("--queue-size", "queue_size", int, "requests that may wait for a slot before 429 (default 100)"),
+    ("--queue-timeout-secs", "queue_timeout_secs", float, "longest wait for a slot before 429 (default 60)"),
+    ("--shutdown-grace-period-secs", "shutdown_grace_period_secs", float,
+     "on SIGTERM/SIGINT, time in-flight requests get to finish (default 30)"),
     ("--log-level", "log_level", str, "debug, info, warning or error (default info)"),
+    ("--log-format", "log_format", str, "text or json (default text)"),
 ]
+
+
+def _policy_option(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` with VALUE read as YAML (numbers, booleans, strings)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), yaml.safe_load(value) if value.strip() else ""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,8 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="static mixed instances, e.g. http://127.0.0.1:8000")
     serve.add_argument("--splitwise", action="store_true", default=None,
                        help="PD disaggregation: one prefill and one decode instance per request")
+    serve.add_argument("--disable-retries", action="store_true", default=None,
+                       help="never retry a failed request on another instance")
+    serve.add_argument("--policy-option", dest="policy_option", action="append", type=_policy_option,
+                       metavar="KEY=VALUE", default=None,
+                       help="policy option, repeatable, e.g. cache_threshold=0.5 or session_header=x-user")
     for flag, field, kind, help_text in _SERVE_FLAGS:
         serve.add_argument(flag, dest=field, type=kind, default=None, help=help_text)
+    add_simulate_parser(sub)
     return parser
 
 
@@ -75,16 +117,19 @@ def config_from_args(args: argparse.Namespace) -> RouterConfig:
             values[field] = value
     if args.splitwise:
         values["splitwise"] = True
-    if values.get("api_key") is None and os.environ.get("FDROUTER_API_KEY"):
-        values["api_key"] = os.environ["FDROUTER_API_KEY"]
+    if args.disable_retries:
+        values["disable_retries"] = True
+    if args.policy_option:
+        values["policy_options"] = {**values.get("policy_options", {}), **dict(args.policy_option)}
+    for field, env in (("api_key", "FDROUTER_API_KEY"), ("admin_api_key", "FDROUTER_ADMIN_API_KEY")):
+        if values.get(field) is None and os.environ.get(env):
+            values[field] = os.environ[env]
     instances = []
     if args.register_config:
         instances.extend(load_instances_file(args.register_config))
     if args.worker_urls:
         instances.extend(parse_worker_urls(args.worker_urls))
     values["instances"] = tuple(instances)
-    if str(values.get("log_level", "info")).upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        raise ConfigError(f"log-level must be debug, info, warning or error, got {values['log_level']!r}")
     return RouterConfig(**values)
 
 
@@ -121,9 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (ConfigError, TypeError) as exc:
             print(f"fdrouter: error: {exc}", file=sys.stderr)
             return 2
-        logging.basicConfig(
-            level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
+        configure_logging(config.log_level, config.log_format, secrets=[config.api_key, config.admin_api_key])
         try:
             _run(lambda: _serve(config))
         except OSError as exc:  # e.g. the port is taken
@@ -131,6 +174,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                   file=sys.stderr)
             return 1
         return 0
+    if args.command == "simulate":
+        return run_simulate(args)
     parser.error(f"unknown command {args.command!r}")
     return 2
 

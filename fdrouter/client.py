@@ -20,8 +20,8 @@ class RegistrationError(RuntimeError):
         self.status = status
 
 
-async def _post_register(session: aiohttp.ClientSession, url: str, info: dict) -> dict:
-    async with session.post(url, json=info) as resp:
+async def _post_register(session: aiohttp.ClientSession, url: str, info: dict, headers: dict) -> dict:
+    async with session.post(url, json=info, headers=headers) as resp:
         text = await resp.text()
         if resp.status == 200:
             return await resp.json(content_type=None)
@@ -36,19 +36,22 @@ async def register_instance(
     backoff_secs: float = 0.5,
     max_backoff_secs: float = 10.0,
     timeout_secs: float = 5.0,
+    admin_api_key: str | None = None,
 ) -> dict:
     """POST ``info`` (FastDeploy's instance-info dict) to ``router_url/register``.
 
     Retries connection errors, timeouts and 5xx answers with exponential backoff and
-    jitter; a 4xx answer is the router saying the body is wrong, so it is raised at once.
+    jitter; a 4xx answer is the router saying the body (or the key) is wrong, so it is
+    raised at once. ``admin_api_key`` is sent as a bearer token when the router wants one.
     Returns the router's JSON answer.
     """
     url = router_url.rstrip("/") + "/register"
+    headers = {"Authorization": f"Bearer {admin_api_key}"} if admin_api_key else {}
     delay = backoff_secs
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_secs)) as session:
         for attempt in range(retries + 1):
             try:
-                return await _post_register(session, url, info)
+                return await _post_register(session, url, info, headers)
             except RegistrationError as exc:
                 if exc.status is not None and 400 <= exc.status < 500:
                     raise

@@ -59,6 +59,32 @@ class PayloadTooLarge(RouterError):
     code = "payload_too_large"
 
 
+class TooManyRequests(RouterError):
+    """The router is at its concurrency limit and its admission queue is full or was waited on too long."""
+
+    # OpenAI answers rate limits with HTTP 429 and code "rate_limit_exceeded" (its ``type`` names the
+    # meter, "requests" or "tokens"); the type follows this tree's ``*_error`` naming and OpenAI's SDK,
+    # which raises ``RateLimitError`` on any 429. Clients key on the status and the code.
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after: int = 1, reason: str = "queue_full") -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        """Seconds the client should wait before retrying; the web layer sends it as ``Retry-After``."""
+        self.reason = reason
+        """Why admission failed: ``"queue_full"`` or ``"queue_timeout"`` (a metrics label)."""
+
+
+class TooManyInstances(RouterError):
+    """A new registration would exceed the router's instance limit (--max-instances)."""
+
+    status = 403
+    type = "invalid_request_error"
+    code = "too_many_instances"
+
+
 class NoHealthyInstance(RouterError):
     """No healthy instance is registered for a role the request needs."""
 

@@ -34,6 +34,15 @@ class ResponseBroken(ConnectionError):
     """The connection closed or sent bytes that are not HTTP before the answer was complete."""
 
 
+class ResponseTimeout(TimeoutError):
+    """One of the pool's timeouts fired; ``kind`` says which: total, first_byte or idle."""
+
+    def __init__(self, kind: str, seconds: float, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.seconds = seconds
+
+
 _HIGH_WATER = 256 * 1024  # pause reading from an instance when the client is this far behind
 _LOW_WATER = 64 * 1024
 
@@ -177,7 +186,17 @@ class Response:
                 raise self._error
             if self._complete:
                 return
-            await self._wait()
+            idle = self._pool._idle_timeout
+            if idle:
+                handle = asyncio.get_running_loop().call_later(
+                    idle, self._expire, "idle", idle, f"no data from the instance for {idle:g}s"
+                )
+                try:
+                    await self._wait()
+                finally:
+                    handle.cancel()
+            else:
+                await self._wait()
 
     def release(self) -> None:
         """Give the connection back: kept alive if the answer was read whole, else closed."""
@@ -234,7 +253,12 @@ class Response:
 
     def _timeout(self, seconds: float) -> None:
         self._timer = None
-        self._fail(TimeoutError(f"no complete answer within {seconds:g}s"))
+        self._expire("total", seconds, f"no complete answer within {seconds:g}s")
+
+    def _expire(self, kind: str, seconds: float, message: str) -> None:
+        if self._complete or self._done:
+            return
+        self._fail(ResponseTimeout(kind, seconds, message))
         conn = self._conn
         conn.lost = True
         if conn.transport is not None:
@@ -252,7 +276,11 @@ class Http1Pool:
         keepalive_timeout: float = 60.0,
         connect_timeout: float = 10.0,
         total_timeout: float | None = None,
+        first_byte_timeout: float | None = None,
+        idle_timeout: float | None = None,
     ) -> None:
+        """Timeouts of None or 0 are off. ``first_byte_timeout`` runs from sending the request
+        to the answer's headers; ``idle_timeout`` bounds each gap between body chunks."""
         self._limit = asyncio.Semaphore(limit)
         self._limit_per_host = limit_per_host
         self._per_host: dict[tuple[str, int], asyncio.Semaphore] = {}
@@ -261,6 +289,8 @@ class Http1Pool:
         self._keepalive = keepalive_timeout
         self._connect_timeout = connect_timeout
         self._total_timeout = total_timeout
+        self._first_byte_timeout = first_byte_timeout or None
+        self._idle_timeout = idle_timeout or None
         self._closed = False
         self.acquired = 0
         self.connections_opened = 0
@@ -298,6 +328,12 @@ class Http1Pool:
                     self._total_timeout, response._timeout, self._total_timeout
                 )
             conn.transport.write(head + body)  # type: ignore[union-attr]
+            first_byte = None
+            if self._first_byte_timeout is not None:
+                fbt = self._first_byte_timeout
+                first_byte = asyncio.get_running_loop().call_later(
+                    fbt, response._expire, "first_byte", fbt, f"no answer headers within {fbt:g}s"
+                )
             try:
                 while not response._headers_done:
                     if response._error is not None:
@@ -313,6 +349,9 @@ class Http1Pool:
             except BaseException:
                 response.close()
                 raise
+            finally:
+                if first_byte is not None:
+                    first_byte.cancel()
             return response
         raise AssertionError("unreachable")
 

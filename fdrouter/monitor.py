@@ -5,21 +5,22 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from .periodic import Periodic
 from .registry import InstanceState, Registry
 from .upstream import UpstreamClient
 
 log = logging.getLogger("fdrouter.health")
 
 
-class HealthMonitor:
+class HealthMonitor(Periodic):
     """Background health rounds; each check has its own timeout (the control session's)."""
 
+    task_name = "fdrouter-health-monitor"
+
     def __init__(self, registry: Registry, upstream: UpstreamClient, *, interval: float) -> None:
+        super().__init__(interval=interval, immediate=False)
         self._registry = registry
         self._upstream = upstream
-        self._interval = interval
-        self._task: asyncio.Task | None = None
-        self.rounds = 0
 
     async def check(self, state: InstanceState) -> bool:
         """Probe one instance and feed the outcome to its state machine; log changes once."""
@@ -37,26 +38,3 @@ class HealthMonitor:
         if states:
             await asyncio.gather(*(self.check(s) for s in states))
         self.rounds += 1
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            try:
-                await self.run_round()
-            except Exception:  # a bug in one round must not end health checking for good
-                log.exception("health round failed")
-
-    def start(self) -> None:
-        """Start the background loop (idempotent)."""
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name="fdrouter-health-monitor")
-
-    async def stop(self) -> None:
-        """Stop the loop and wait for it."""
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None

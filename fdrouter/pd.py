@@ -46,10 +46,13 @@ def disaggregate_info(prefill: InstanceInfo, decode: InstanceInfo) -> dict:
     }
 
 
-def pd_request(body: dict, prefill: InstanceInfo, decode: InstanceInfo) -> dict:
-    """The request both legs get: the client's body plus disaggregate_info and a request_id."""
+def pd_request(body: dict, prefill: InstanceInfo, decode: InstanceInfo, request_id: str | None = None) -> dict:
+    """The request both legs get: the client's body plus disaggregate_info and a request_id.
+
+    The body's own ``request_id`` wins, then the router's request id, then a new uuid.
+    """
     out = dict(body)
     out["disaggregate_info"] = disaggregate_info(prefill, decode)
     if not out.get("request_id"):
-        out["request_id"] = str(uuid.uuid4())
+        out["request_id"] = request_id or str(uuid.uuid4())
     return out

@@ -7,30 +7,40 @@ loop thread with no await inside, so no lock is needed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from .breaker import CircuitBreaker
+from .errors import TooManyInstances
 from .health import Health, HealthTracker, Transition
 from .instances import InstanceInfo, Role
+from .policies.base import RemoteMetrics
 
 
 class InstanceState:
     """One registered instance: its info, health and live load. Policies read it, never write."""
 
-    __slots__ = ("info", "url", "role", "health", "in_flight", "in_flight_tokens", "requests_total")
+    __slots__ = (
+        "info", "url", "role", "health", "breaker", "in_flight", "in_flight_tokens", "requests_total", "remote",
+    )
 
-    def __init__(self, info: InstanceInfo, health: HealthTracker) -> None:
+    def __init__(self, info: InstanceInfo, health: HealthTracker, breaker: CircuitBreaker) -> None:
         self.info = info
         self.url = info.url
         self.role = info.role
         self.health = health
+        self.breaker = breaker
         self.in_flight = 0
         self.in_flight_tokens = 0
         self.requests_total = 0
+        self.remote: RemoteMetrics | None = None  # set by the metrics scraper (remote_metrics policy)
 
-    def to_dict(self) -> dict:
-        """The ``/registered`` view of this instance."""
+    def to_dict(self, now: float) -> dict:
+        """The ``/registered`` view of this instance; ``now`` is the event-loop clock."""
         return {
             "role": self.role.value,
             "url": self.url,
             "health": self.health.state.value,
+            "circuit": self.breaker.state_at(now).value,
             "in_flight_requests": self.in_flight,
             "in_flight_tokens": self.in_flight_tokens,
             "requests_total": self.requests_total,
@@ -41,9 +51,18 @@ class InstanceState:
 class Registry:
     """Instances by (host, port), with a cached routable list per role."""
 
-    def __init__(self, *, failure_threshold: int, success_threshold: int) -> None:
+    def __init__(
+        self,
+        *,
+        failure_threshold: int,
+        success_threshold: int,
+        breaker_factory: Callable[[], CircuitBreaker] = CircuitBreaker.disabled,
+        max_instances: int | None = None,
+    ) -> None:
         self._failure_threshold = failure_threshold
         self._success_threshold = success_threshold
+        self._breaker_factory = breaker_factory
+        self._max_instances = max_instances
         self._instances: dict[tuple[str, int], InstanceState] = {}
         self._routable: dict[Role, tuple[InstanceState, ...]] = {}
 
@@ -51,7 +70,8 @@ class Registry:
         """Register or refresh an instance; returns it and whether it is new.
 
         Re-registering keeps the load counters (in-flight requests are still running there)
-        and refreshes the info, since a restarted server may announce new ports.
+        and refreshes the info, since a restarted server may announce new ports. A new
+        instance beyond ``max_instances`` raises TooManyInstances.
         """
         existing = self._instances.get(info.key)
         if existing is not None:
@@ -59,10 +79,15 @@ class Registry:
             existing.role = info.role
             self._routable.clear()
             return existing, False
+        if self._max_instances is not None and len(self._instances) >= self._max_instances:
+            raise TooManyInstances(
+                f"the router already has {len(self._instances)} instances registered, its limit "
+                f"(--max-instances); deregister one first"
+            )
         tracker = HealthTracker(
             failure_threshold=self._failure_threshold, success_threshold=self._success_threshold, state=health
         )
-        state = InstanceState(info, tracker)
+        state = InstanceState(info, tracker, self._breaker_factory())
         self._instances[info.key] = state
         self._routable.clear()
         return state, True

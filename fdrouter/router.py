@@ -6,26 +6,42 @@ request in (server.py) -> Router.generate -> policy.choose -> UpstreamClient.pos
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import random
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
 from . import jsonutil
+from .breaker import CircuitBreaker
 from .config import RouterConfig
-from .errors import BadRequest, InstanceUnhealthy, NoHealthyInstance, NotFound, RouterError, UpstreamStatus
+from .errors import (
+    BadRequest,
+    InstanceUnhealthy,
+    NoHealthyInstance,
+    NotFound,
+    RouterError,
+    UpstreamError,
+    UpstreamStatus,
+    UpstreamTimeout,
+)
 from .health import Health
 from .instances import InstanceInfo, Role
+from .metrics import InstanceRow, RouterMetrics
 from .monitor import HealthMonitor
 from .pd import pd_request
 from .policies import RoutingFacts, make_policy
 from .registry import InstanceState, Registry
 from .relay import ClientSink
+from .scraper import MetricsScraper
 from .upstream import UpstreamClient
 from .validate import estimate_tokens, prompt_text
 
 log = logging.getLogger("fdrouter.router")
+T = TypeVar("T")
 
 
 class Router:
@@ -35,23 +51,47 @@ class Router:
     everything is closed on exit, in reverse order, even if start-up failed half-way.
     """
 
-    def __init__(self, config: RouterConfig) -> None:
+    def __init__(self, config: RouterConfig, *, metrics: RouterMetrics | None = None) -> None:
         self.config = config
+        self.metrics = metrics or RouterMetrics()
         self.registry = Registry(
             failure_threshold=config.health_failure_threshold,
             success_threshold=config.health_success_threshold,
+            breaker_factory=_breaker_factory(config),
+            max_instances=config.max_instances,
         )
         self.upstream = UpstreamClient(config)
         self.monitor = HealthMonitor(self.registry, self.upstream, interval=config.health_check_interval_secs)
-        if config.splitwise:
-            self.policies = {Role.PREFILL: make_policy(config.prefill_policy),
-                             Role.DECODE: make_policy(config.decode_policy)}
-        else:
-            self.policies = {Role.MIXED: make_policy(config.policy)}
+        roles = (Role.PREFILL, Role.DECODE) if config.splitwise else (Role.MIXED,)
+        self.policies = {
+            role: make_policy(name, **config.options_for(name))
+            for role, name in zip(roles, config.policy_names, strict=True)
+        }
         needs = frozenset().union(*(p.needs for p in self.policies.values()))
         self._needs_text = bool(needs & {"prompt_text", "prompt_tokens"})
+        self._session_headers = tuple(
+            dict.fromkeys(getattr(p, "session_header", "x-session-id") for p in self.policies.values()
+                          if "session_key" in p.needs)
+        )
+        self.scraper = (
+            MetricsScraper(self.registry, self.upstream, interval=config.metrics_scrape_interval_secs)
+            if "remote_metrics" in needs else None
+        )
+        self._max_retries = 0 if config.disable_retries else config.retry_max_retries
+        self._backoff_initial = config.retry_initial_backoff_secs
+        self._backoff_max = config.retry_max_backoff_secs
+        self._rng = random.Random()  # retry jitter only; policies own their randomness
         self._background: set[asyncio.Task] = set()
         self._stack: AsyncExitStack | None = None
+        self.metrics.bind(instances=self._metric_rows)
+
+    def _metric_rows(self) -> list[InstanceRow]:
+        now = asyncio.get_running_loop().time()
+        return [
+            InstanceRow(s.url, s.role.value, s.in_flight, s.in_flight_tokens, s.health.state.routable,
+                        s.breaker.state_at(now).code)
+            for s in self.registry.all()
+        ]
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -62,6 +102,9 @@ class Router:
             await self._add_static_instances()
             self.monitor.start()
             stack.push_async_callback(self.monitor.stop)
+            if self.scraper is not None:
+                self.scraper.start()
+                stack.push_async_callback(self.scraper.stop)
             self._stack = stack.pop_all()
         return self
 
@@ -127,68 +170,117 @@ class Router:
         if state is None:
             raise NotFound(f"no instance registered at {info.url}")
         log.info("deregistered %s instance %s", state.role.value, state.url)
+        self.metrics.forget_instance(state.url)
         return state
 
     # -- generation --------------------------------------------------------------------
 
-    def _facts(self, body: dict) -> RoutingFacts:
-        if not self._needs_text:
-            return RoutingFacts()
-        text = prompt_text(body)
-        return RoutingFacts(prompt_tokens=estimate_tokens(text), prompt_text=text)
+    def _facts(self, body: dict, headers: Mapping[str, str]) -> RoutingFacts:
+        """Only what the policies' ``needs`` ask for: round_robin gets nothing parsed."""
+        facts = RoutingFacts(now=asyncio.get_running_loop().time())
+        if self._needs_text:
+            text = prompt_text(body)
+            facts.prompt_text = text
+            facts.prompt_tokens = estimate_tokens(text)
+        if self._session_headers:
+            for header in self._session_headers:
+                value = headers.get(header)
+                if value:
+                    facts.session_key = value
+                    break
+            else:
+                user = body.get("user")
+                if isinstance(user, str) and user:
+                    facts.session_key = user
+        return facts
 
-    def _select(self, role: Role, facts: RoutingFacts) -> InstanceState:
-        candidates = self.registry.routable(role)
+    def _candidates(self, role: Role, now: float, exclude: set[str]) -> list[InstanceState]:
+        """Healthy instances of ``role`` whose circuit lets a request through, minus ``exclude``."""
+        return [s for s in self.registry.routable(role) if s.url not in exclude and s.breaker.allows(now)]
+
+    def _select(self, role: Role, facts: RoutingFacts, exclude: set[str]) -> InstanceState:
+        candidates = self._candidates(role, facts.now, exclude)
         if not candidates:
             registered = self.registry.counts()[role.value]
-            raise NoHealthyInstance(f"no healthy {role.value} instance available ({registered} registered)")
+            healthy = len(self.registry.routable(role))
+            detail = f"{registered} registered, {healthy} healthy"
+            if healthy:
+                detail += ", the rest with an open circuit or already tried"
+            raise NoHealthyInstance(f"no healthy {role.value} instance available ({detail})")
         return self.policies[role].choose(candidates, facts)
 
-    async def generate(self, endpoint: str, raw: bytes, body: dict, sink: ClientSink) -> web.StreamResponse:
-        """Route one validated chat/completions request and relay the answer to ``sink``."""
-        facts = self._facts(body)
-        if self.config.splitwise:
-            return await self._generate_pd(endpoint, body, facts, sink)
-        instance = self._select(Role.MIXED, facts)
-        _acquire(instance, facts)
-        try:
-            # mixed mode forwards the client's bytes unchanged: no re-encoding
-            return await self._relay_leg(instance, endpoint, raw, sink, leg="mixed")
-        finally:
-            _release(instance, facts)
-
-    async def _relay_leg(
-        self, instance: InstanceState, endpoint: str, payload: bytes, sink: ClientSink, *, leg: str
+    async def generate(
+        self,
+        endpoint: str,
+        raw: bytes,
+        body: dict,
+        sink: ClientSink,
+        *,
+        request_id: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> web.StreamResponse:
-        info = instance.info
-        async with self.upstream.post(info.host_ip, info.port, endpoint, payload, leg=leg) as resp:
-            if resp.status >= 300:
-                raise await _status_error(resp, instance, leg)
-            return await sink.relay(resp)
+        """Route one validated chat/completions request and relay the answer to ``sink``.
 
-    async def _prefill_leg(self, instance: InstanceState, endpoint: str, payload: bytes) -> None:
-        info = instance.info
-        async with self.upstream.post(info.host_ip, info.port, endpoint, payload, leg="prefill") as resp:
-            if resp.status >= 300:
-                raise await _status_error(resp, instance, "prefill")
-            await resp.read()  # prefill's own answer is not the client's: drain so the connection is reusable
+        An attempt that fails before any byte reached the client is retried on another
+        instance (another pair in splitwise mode), with exponential backoff and full jitter.
+        """
+        facts = self._facts(body, headers or {})
+        extra = f"X-Request-Id: {request_id}\r\n".encode() if request_id else b""
+        failed: set[str] = set()
+        retries = 0
+        while True:
+            try:
+                if self.config.splitwise:
+                    return await self._attempt_pd(endpoint, body, facts, sink, extra, request_id, failed)
+                return await self._attempt_mixed(endpoint, raw, facts, sink, extra, failed)
+            except RouterError as error:
+                if not self._retryable(error, sink, retries):
+                    raise
+                failed.add(error.instance)
+                if not all(self._candidates(role, facts.now, failed) for role in self.needed_roles()):
+                    raise  # nowhere else to go: the client gets this attempt's error
+                retries += 1
+                delay = self._rng.uniform(0, min(self._backoff_max, self._backoff_initial * 2 ** (retries - 1)))
+                log.warning("%s; retry %d of %d on another instance in %.0f ms",
+                            error.message, retries, self._max_retries, delay * 1000)
+                self.metrics.observe_retry(error.code)
+                await asyncio.sleep(delay)
+                facts.now = asyncio.get_running_loop().time()
 
-    async def _generate_pd(
-        self, endpoint: str, body: dict, facts: RoutingFacts, sink: ClientSink
+    def _retryable(self, error: RouterError, sink: ClientSink, retries: int) -> bool:
+        """Retry only what failed before the client saw a byte, and only instance failures."""
+        if retries >= self._max_retries or sink.prepared or sink.finished:
+            return False
+        if getattr(error, "instance", None) is None:
+            return False
+        if isinstance(error, UpstreamStatus):
+            return error.status in _RETRY_STATUSES
+        if isinstance(error, UpstreamTimeout):
+            return error.code == "first_byte_timeout"  # a total or idle timeout already cost the full wait
+        return isinstance(error, UpstreamError)
+
+    async def _attempt_mixed(
+        self, endpoint: str, raw: bytes, facts: RoutingFacts, sink: ClientSink, extra: bytes, failed: set[str]
     ) -> web.StreamResponse:
-        prefill = self._select(Role.PREFILL, facts)
-        decode = self._select(Role.DECODE, facts)
-        payload = jsonutil.dumps(pd_request(body, prefill.info, decode.info))
-        _acquire(prefill, facts)
-        _acquire(decode, facts)
+        instance = self._select(Role.MIXED, facts, failed)
+        # mixed mode forwards the client's bytes unchanged: no re-encoding
+        return await self._leg(instance, facts, self._relay_leg(instance, endpoint, raw, sink, "mixed", extra))
+
+    async def _attempt_pd(
+        self, endpoint: str, body: dict, facts: RoutingFacts, sink: ClientSink, extra: bytes,
+        request_id: str | None, failed: set[str],
+    ) -> web.StreamResponse:
+        prefill = self._select(Role.PREFILL, facts, failed)
+        decode = self._select(Role.DECODE, facts, failed)
+        payload = jsonutil.dumps(pd_request(body, prefill.info, decode.info, request_id))
         result: web.StreamResponse | None = None
         try:
             # The two legs are one unit: the TaskGroup cancels the other leg (closing its
             # connection) as soon as one fails, so decode never waits for a KV cache that a
             # failed prefill will not send (SGLang #9726; FastDeploy's gather had the bug).
             async with asyncio.TaskGroup() as group:
-                group.create_task(self._prefill_leg(prefill, endpoint, payload))
-                result = await self._relay_leg(decode, endpoint, payload, sink, leg="decode")
+                group.create_task(self._leg(prefill, facts, self._prefill_leg(prefill, endpoint, payload, extra)))
+                result = await self._leg(decode, facts, self._relay_leg(decode, endpoint, payload, sink, "decode", extra))
         except BaseExceptionGroup as eg:
             error = _first_router_error(eg)
             if error is None:
@@ -197,11 +289,56 @@ class Router:
                 log.warning("prefill leg failed after decode finished: %s", error.message)
                 return result
             raise error from None
-        finally:
-            _release(prefill, facts)
-            _release(decode, facts)
         assert result is not None
         return result
+
+    async def _leg(self, instance: InstanceState, facts: RoutingFacts, work: Awaitable[T]) -> T:
+        """Run one upstream leg with load accounting and circuit bookkeeping, undone in finally."""
+        instance.in_flight += 1
+        instance.in_flight_tokens += facts.prompt_tokens
+        instance.requests_total += 1
+        ticket, transition = instance.breaker.on_dispatch(facts.now)
+        self._log_circuit(instance, transition)
+        outcome: bool | None = None  # None: cancelled (client left, other leg failed): no verdict
+        try:
+            result = await work
+            outcome = True
+            return result
+        except RouterError as error:
+            if getattr(error, "instance", None) is None:
+                error.instance = instance.url  # type: ignore[attr-defined]
+            outcome = not _instance_failed(error)
+            if not outcome:
+                self.metrics.observe_upstream_error(instance.url, error.code)
+            raise
+        finally:
+            instance.in_flight -= 1
+            instance.in_flight_tokens -= facts.prompt_tokens
+            now = asyncio.get_running_loop().time()
+            self._log_circuit(instance, instance.breaker.on_result(ticket, outcome, now))
+
+    @staticmethod
+    def _log_circuit(instance: InstanceState, transition: Any) -> None:
+        if transition is not None:
+            level = logging.WARNING if transition.new.value == "open" else logging.INFO
+            log.log(level, "instance %s circuit %s -> %s", instance.url, transition.old.value, transition.new.value)
+
+    async def _relay_leg(
+        self, instance: InstanceState, endpoint: str, payload: bytes, sink: ClientSink, leg: str, extra: bytes
+    ) -> web.StreamResponse:
+        info = instance.info
+        sink.instance = instance.url
+        async with self.upstream.post(info.host_ip, info.port, endpoint, payload, leg=leg, headers=extra) as resp:
+            if resp.status >= 300:
+                raise await _status_error(resp, instance, leg)
+            return await sink.relay(resp)
+
+    async def _prefill_leg(self, instance: InstanceState, endpoint: str, payload: bytes, extra: bytes) -> None:
+        info = instance.info
+        async with self.upstream.post(info.host_ip, info.port, endpoint, payload, leg="prefill", headers=extra) as resp:
+            if resp.status >= 300:
+                raise await _status_error(resp, instance, "prefill")
+            await resp.read()  # prefill's own answer is not the client's: drain so the connection is reusable
 
     # -- control -----------------------------------------------------------------------
 
@@ -252,15 +389,26 @@ class Router:
         return sum(s.in_flight for s in self.registry.all())
 
 
-def _acquire(instance: InstanceState, facts: RoutingFacts) -> None:
-    instance.in_flight += 1
-    instance.in_flight_tokens += facts.prompt_tokens
-    instance.requests_total += 1
+def _breaker_factory(config: RouterConfig) -> Callable[[], CircuitBreaker]:
+    if config.breaker_failure_threshold == 0:
+        return CircuitBreaker.disabled
+    return functools.partial(
+        CircuitBreaker,
+        failure_threshold=config.breaker_failure_threshold,
+        success_threshold=config.breaker_success_threshold,
+        cooldown_secs=config.breaker_cooldown_secs,
+    )
 
 
-def _release(instance: InstanceState, facts: RoutingFacts) -> None:
-    instance.in_flight -= 1
-    instance.in_flight_tokens -= facts.prompt_tokens
+# An instance answering these is overloaded or restarting: another one may well succeed.
+_RETRY_STATUSES = frozenset({502, 503})
+
+
+def _instance_failed(error: RouterError) -> bool:
+    """Whether an error counts against the instance's circuit (a 4xx answer means it is alive)."""
+    if isinstance(error, UpstreamStatus):
+        return error.status >= 500
+    return isinstance(error, UpstreamError)
 
 
 async def _status_error(resp: Any, instance: InstanceState, leg: str) -> UpstreamStatus:

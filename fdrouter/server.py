@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from . import jsonutil
+from .admission import AdmissionControl
 from .config import RouterConfig
 from .errors import (
     ClientDisconnected,
@@ -21,9 +23,12 @@ from .errors import (
     NotFound,
     PayloadTooLarge,
     RouterError,
+    TooManyRequests,
     Unauthorized,
     UpstreamStatus,
 )
+from .logs import accept_request_id, reset_request_id, set_request_id
+from .metrics import RouterMetrics
 from .relay import ClientSink
 from .router import Router
 from .validate import CHAT, COMPLETIONS, check_generation, parse_json_object
@@ -32,6 +37,12 @@ log = logging.getLogger("fdrouter.server")
 
 ROUTER_KEY = web.AppKey("router", Router)
 CONFIG_KEY = web.AppKey("config", RouterConfig)
+ADMISSION_KEY = web.AppKey("admission", AdmissionControl)
+REQUEST_ID = web.RequestKey("request_id", str)
+
+
+def _now() -> float:
+    return asyncio.get_running_loop().time()
 
 
 def json_response(data: object, status: int = 200) -> web.Response:
@@ -46,7 +57,10 @@ def error_response(error: RouterError) -> web.Response:
             body=error.body, status=error.status,
             headers={"Content-Type": error.content_type, "X-Fdrouter-Failed-Leg": error.leg},
         )
-    return json_response(error.to_dict(), status=error.status)
+    response = json_response(error.to_dict(), status=error.status)
+    if isinstance(error, TooManyRequests):
+        response.headers["Retry-After"] = str(error.retry_after)
+    return response
 
 
 def _http_exception_error(request: web.Request, exc: web.HTTPException) -> RouterError:
@@ -66,7 +80,20 @@ def _http_exception_error(request: web.Request, exc: web.HTTPException) -> Route
 
 @web.middleware
 async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
-    """Convert every error to the OpenAI error shape with the right status."""
+    """Take or make the request id, then convert every error to the OpenAI error shape."""
+    request_id = accept_request_id(request.headers.get("X-Request-Id"))
+    request[REQUEST_ID] = request_id
+    token = set_request_id(request_id)
+    try:
+        response = await _handle(request, handler)
+        if not response.prepared:
+            response.headers["X-Request-Id"] = request_id
+        return response
+    finally:
+        reset_request_id(token)
+
+
+async def _handle(request: web.Request, handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except RouterError as error:
@@ -80,15 +107,24 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
         return error_response(RouterError("internal router error; see the router log"))
 
 
-def _auth(request: web.Request) -> None:
-    key = request.app[CONFIG_KEY].api_key
+def _check_key(request: web.Request, key: str | None, what: str) -> None:
     if key is None:
         return
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     # compare_digest: the time taken must not reveal how much of the key matched
     if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), key.encode()):
-        raise Unauthorized("missing or invalid API key: send 'Authorization: Bearer <key>'")
+        raise Unauthorized(f"missing or invalid {what}: send 'Authorization: Bearer <key>'")
+
+
+def _auth(request: web.Request) -> None:
+    """Inference endpoints: the API key, if one is configured."""
+    _check_key(request, request.app[CONFIG_KEY].api_key, "API key")
+
+
+def _admin(request: web.Request) -> None:
+    """State-changing endpoints: the admin key, if one is configured."""
+    _check_key(request, request.app[CONFIG_KEY].admin_api_key, "admin API key")
 
 
 async def _read_json(request: web.Request) -> dict:
@@ -101,41 +137,65 @@ async def generation(request: web.Request) -> web.StreamResponse:
     raw = await request.read()
     body = parse_json_object(raw)
     check_generation(body, request.path)
-    sink = ClientSink(request)
+    request_id = request[REQUEST_ID]
+    sink = ClientSink(request, {"X-Request-Id": request_id})
+    router = request.app[ROUTER_KEY]
+    started = _now()
+    status = 499  # until something is answered: the client left
     try:
-        return await request.app[ROUTER_KEY].generate(request.path, raw, body, sink)
+        async with request.app[ADMISSION_KEY].admit():
+            response = await router.generate(
+                request.path, raw, body, sink, request_id=request_id, headers=request.headers
+            )
+        status = response.status
+        return response
     except ClientDisconnected:
         log.info("client disconnected from %s mid-stream; upstream closed", request.path)
         assert sink.response is not None
         return sink.response
+    except TooManyRequests as error:
+        status = error.status
+        router.metrics.observe_rejection(error.reason)
+        log.warning("rejected: %s", error.message)
+        raise
     except RouterError as error:
+        status = error.status
         if sink.prepared:
+            log.warning("%s failed mid-stream: %s", request.path, error.message)
             return await sink.stream_error(error)
         raise
+    finally:
+        first = sink.first_byte_at
+        router.metrics.observe_request(
+            request.path, status, duration_secs=_now() - started,
+            ttft_secs=None if first is None else first - started, instance=sink.instance,
+        )
 
 
 async def register(request: web.Request) -> web.Response:
     """POST /register: FastDeploy's instance-info JSON."""
+    _admin(request)
     state = await request.app[ROUTER_KEY].register(await _read_json(request))
-    return json_response({"status": "success", "instance": state.to_dict()})
+    return json_response({"status": "success", "instance": state.to_dict(_now())})
 
 
 async def deregister(request: web.Request) -> web.Response:
     """POST /deregister: same body as /register, or just host_ip and port."""
+    _admin(request)
     state = request.app[ROUTER_KEY].deregister(await _read_json(request))
-    return json_response({"status": "success", "instance": state.to_dict()})
+    return json_response({"status": "success", "instance": state.to_dict(_now())})
 
 
 async def abort_requests(request: web.Request) -> web.Response:
-    """POST /v1/abort_requests: forwarded to every instance in the background."""
-    _auth(request)
+    """POST /v1/abort_requests: forwarded to every instance in the background (admin: it ends others' work)."""
+    _admin(request)
     asked = request.app[ROUTER_KEY].abort(await _read_json(request))
     return json_response({"status": "success", "instances": asked})
 
 
 async def registered(request: web.Request) -> web.Response:
     """GET /registered: every instance with its role, URL, health and load."""
-    return json_response({"instances": [s.to_dict() for s in request.app[ROUTER_KEY].registry.all()]})
+    return json_response({"instances": [s.to_dict(_now()) for s in request.app[ROUTER_KEY].registry.all()]})
 
 
 async def registered_number(request: web.Request) -> web.Response:
@@ -157,6 +217,12 @@ async def health_generate(request: web.Request) -> web.Response:
     return json_response({"status": "ok", "healthy": healthy})
 
 
+async def metrics(request: web.Request) -> web.Response:
+    """GET /metrics: Prometheus text format."""
+    body, content_type = request.app[ROUTER_KEY].metrics.render()
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
 async def models(request: web.Request) -> web.Response:
     """GET /v1/models: forwarded to a healthy instance."""
     _auth(request)
@@ -169,8 +235,16 @@ def build_app(config: RouterConfig) -> web.Application:
     app = web.Application(client_max_size=config.max_body_bytes, middlewares=[error_middleware])
     app[CONFIG_KEY] = config
 
+    app[ADMISSION_KEY] = AdmissionControl(
+        max_concurrent=config.max_concurrent_requests,
+        queue_size=config.queue_size,
+        queue_timeout_secs=config.queue_timeout_secs,
+    )
+
     async def router_ctx(app: web.Application) -> AsyncIterator[None]:
-        async with Router(config) as router:
+        admission = app[ADMISSION_KEY]
+        metrics = RouterMetrics(admission=lambda: (admission.active, admission.queued))
+        async with Router(config, metrics=metrics) as router:
             app[ROUTER_KEY] = router
             yield
 
@@ -185,6 +259,7 @@ def build_app(config: RouterConfig) -> web.Application:
     app.router.add_get("/health", health)
     app.router.add_get("/health_generate", health_generate)
     app.router.add_get("/v1/models", models)
+    app.router.add_get("/metrics", metrics)
     return app
 
 
@@ -195,9 +270,13 @@ class RouterServer:
     servers alike; ``server.url`` is where it listens (port 0 picks a free port).
     """
 
-    def __init__(self, config: RouterConfig, *, shutdown_timeout: float = 5.0) -> None:
+    def __init__(self, config: RouterConfig, *, shutdown_timeout: float | None = None) -> None:
+        """``shutdown_timeout`` (default: the config's grace period) is how long close() lets
+        in-flight requests finish before cancelling them."""
         self.config = config
         self.app = build_app(config)
+        if shutdown_timeout is None:
+            shutdown_timeout = config.shutdown_grace_period_secs
         self._runner = web.AppRunner(
             self.app, handler_cancellation=True, access_log=None, shutdown_timeout=shutdown_timeout
         )
@@ -228,7 +307,8 @@ class RouterServer:
         return self
 
     async def close(self) -> None:
-        """Stop accepting, finish handlers (bounded), close upstream sessions. Idempotent."""
+        """Graceful: stop accepting, let in-flight requests finish within the shutdown timeout,
+        cancel what is left (closing its upstream connections), close the pools. Idempotent."""
         await self._runner.cleanup()
 
     async def __aenter__(self) -> RouterServer:
@@ -243,8 +323,31 @@ async def serve_forever(config: RouterConfig, *, stop: asyncio.Event | None = No
     stop = stop or asyncio.Event()
     async with RouterServer(config) as server:
         log.info("fdrouter listening on %s (%s mode)", server.url, "splitwise" if config.splitwise else "mixed")
+        _warn_if_exposed(config)
         print(f"fdrouter listening on {server.url}", flush=True)
         await stop.wait()
+        in_flight = server.router.in_flight()
+        log.info("shutting down: %d request(s) in flight get up to %gs to finish",
+                 in_flight, config.shutdown_grace_period_secs)
+    log.info("fdrouter stopped")
+
+
+def _warn_if_exposed(config: RouterConfig) -> None:
+    """Warn once when bound beyond loopback without keys: anyone could register an instance."""
+    try:
+        loopback = ipaddress.ip_address(config.host).is_loopback
+    except ValueError:
+        loopback = config.host == "localhost"
+    if loopback:
+        return
+    missing = [flag for flag, key in (("--admin-api-key", config.admin_api_key), ("--api-key", config.api_key))
+               if not key]
+    if missing:
+        log.warning(
+            "listening on %s without %s: anyone who can reach this port can %s",
+            config.host, " and ".join(missing),
+            "register instances and hijack traffic" if not config.admin_api_key else "send inference requests",
+        )
 
 
 __all__ = ["CONFIG_KEY", "ROUTER_KEY", "RouterServer", "build_app", "serve_forever"]

@@ -21,7 +21,7 @@ import aiohttp
 
 from .config import RouterConfig
 from .errors import RouterError, UpstreamError, UpstreamTimeout
-from .http1 import ConnectError, Http1Pool, Response, ResponseBroken
+from .http1 import ConnectError, Http1Pool, Response, ResponseBroken, ResponseTimeout
 
 log = logging.getLogger("fdrouter.upstream")
 
@@ -41,6 +41,8 @@ class UpstreamClient:
             keepalive_timeout=cfg.keepalive_timeout_secs,
             connect_timeout=cfg.connect_timeout_secs,
             total_timeout=cfg.request_timeout_secs,
+            first_byte_timeout=cfg.first_byte_timeout_secs,
+            idle_timeout=cfg.stream_idle_timeout_secs,
         )
         control_connector = aiohttp.TCPConnector(limit=cfg.health_pool_size, ttl_dns_cache=300)
         self._control = aiohttp.ClientSession(
@@ -79,15 +81,16 @@ class UpstreamClient:
 
     @asynccontextmanager
     async def post(
-        self, host: str, port: int, path: str, body: bytes, *, leg: str
+        self, host: str, port: int, path: str, body: bytes, *, leg: str, headers: bytes = b""
     ) -> AsyncIterator[Response]:
         """POST a generation request to ``host:port``; yields the response with headers read.
 
-        The response is released on normal exit and *closed* on any error or cancellation,
-        so the instance sees the disconnect and stops generating.
+        ``headers`` are extra header lines, each ending in CRLF (the request id). The response
+        is released on normal exit and *closed* on any error or cancellation, so the instance
+        sees the disconnect and stops generating.
         """
         try:
-            resp = await self.generation_pool.post(host, port, path.encode(), body)
+            resp = await self.generation_pool.post(host, port, path.encode(), body, headers)
         except Exception as exc:
             _reraise(exc, leg=leg, url=f"http://{host}:{port}{path}")
         try:
@@ -118,10 +121,21 @@ class UpstreamClient:
             _reraise(exc, leg="control", url=url)
 
 
+# ResponseTimeout.kind -> (the setting that fired, error code): the client learns which one
+_TIMEOUTS = {
+    "total": ("request timeout --request-timeout-secs", "request_timeout"),
+    "first_byte": ("first-byte timeout --first-byte-timeout-secs", "first_byte_timeout"),
+    "idle": ("stream idle timeout --stream-idle-timeout-secs", "stream_idle_timeout"),
+}
+
+
 def _convert(exc: BaseException, *, leg: str, url: str) -> BaseException | None:
     """The most specific RouterError for a lower-layer error, or None to leave it alone."""
     if isinstance(exc, RouterError) or not isinstance(exc, Exception):
         return None
+    if isinstance(exc, ResponseTimeout):
+        flag, code = _TIMEOUTS[exc.kind]
+        return UpstreamTimeout(f"{leg} instance {url}: {flag} ({exc.seconds:g}s) fired: {exc}", code=code)
     if isinstance(exc, asyncio.TimeoutError):
         return UpstreamTimeout(f"{leg} instance {url} timed out")
     if isinstance(exc, ConnectError):

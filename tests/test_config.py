@@ -95,3 +95,42 @@ def test_api_key_comes_from_the_environment_when_no_flag(monkeypatch):
     monkeypatch.setenv("FDROUTER_API_KEY", "from-env")
     assert _config([]).api_key == "from-env"
     assert _config(["--api-key", "flag"]).api_key == "flag"
+
+
+def test_hardening_flags_reach_the_config():
+    cfg = _config([
+        "--disable-retries", "--retry-max-retries", "4", "--breaker-failure-threshold", "7",
+        "--max-concurrent-requests", "64", "--queue-size", "8", "--queue-timeout-secs", "2.5",
+        "--first-byte-timeout-secs", "30", "--stream-idle-timeout-secs", "15", "--max-instances", "9",
+        "--shutdown-grace-period-secs", "12", "--log-format", "json", "--admin-api-key", "admin-secret",
+    ])
+    assert cfg.disable_retries and cfg.retry_max_retries == 4 and cfg.breaker_failure_threshold == 7
+    assert (cfg.max_concurrent_requests, cfg.queue_size, cfg.queue_timeout_secs) == (64, 8, 2.5)
+    assert (cfg.first_byte_timeout_secs, cfg.stream_idle_timeout_secs) == (30.0, 15.0)
+    assert cfg.max_instances == 9 and cfg.shutdown_grace_period_secs == 12.0
+    assert cfg.log_format == "json" and cfg.admin_api_key == "admin-secret"
+
+
+def test_policy_options_come_from_yaml_and_repeatable_flags(tmp_path):
+    path = tmp_path / "router.yaml"
+    path.write_text("scheduler:\n  policy: cache_aware\n  policy-options:\n    cache_threshold: 0.4\n"
+                    "    balance_abs_threshold: 8\n")
+    cfg = _config(["--config", str(path), "--policy-option", "cache_threshold=0.6",
+                   "--policy-option", "max_tree_size=1000"])
+    assert cfg.policy_options == {"cache_threshold": 0.6, "balance_abs_threshold": 8, "max_tree_size": 1000}
+
+
+def test_admin_key_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("FDROUTER_ADMIN_API_KEY", "from-env-admin")
+    assert _config([]).admin_api_key == "from-env-admin"
+
+
+@pytest.mark.parametrize(("argv", "needle"), [
+    (["--log-format", "xml"], "log-format"),
+    (["--queue-timeout-secs", "0"], "queue-timeout-secs"),
+    (["--retry-max-retries", "-1"], "retry-max-retries"),
+    (["--policy", "round_robin", "--policy-option", "cache_threshold=0.5"], "cache_threshold"),
+])
+def test_bad_hardening_values_are_config_errors(argv, needle):
+    with pytest.raises(ConfigError, match=needle):
+        _config(argv)

@@ -110,3 +110,12 @@ def test_extra_args_naming_test_paths_replace_the_whole_suite(run_matrix, tmp_pa
     assert "tests" not in command
     assert command[-2:] == ["tests/compat", "-x"]
     assert command[1:4] == ["-m", "pytest", "-p"]
+
+
+def test_only_the_first_profile_runs_tests_marked_once(run_matrix, tmp_path):
+    junit = tmp_path / "junit.xml"
+    first = run_matrix.pytest_command([], junit, first=True)
+    later = run_matrix.pytest_command([], junit, first=False)
+    assert "not once" not in first
+    i = later.index("not once")
+    assert later[i - 1] == "-m"

@@ -125,7 +125,7 @@ async def test_upstream_timeout_gives_504(cluster):
     c = await cluster(mixed=1, behavior={"hang_before_headers": True}, request_timeout_secs=0.3)
     status, body = await c.chat()
     assert status == 504
-    assert body["error"]["code"] == "upstream_timeout"
+    assert body["error"]["code"] == "request_timeout"
     assert await wait_until(lambda: c.backends[0].disconnects == 1, timeout=1.0)
 
 
