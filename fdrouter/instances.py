@@ -26,6 +26,7 @@ class Role(enum.Enum):
 # RFC 1123 host names: letters, digits and hyphens in dot-separated labels. Anything
 # else (a scheme, a slash, a user@, a space) could change the upstream URL we build.
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+_ZONE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _PROTOCOLS = ("ipc", "rdma")
 _REQUIRED = ("role", "host_ip", "port")
 
@@ -35,7 +36,7 @@ def _port(name: str, value: Any, *, required: bool) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise BadRequest(f"field '{name}' must be a port number (int or numeric string), got {value!r}")
     text = str(value).strip()
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):  # str.isdigit() also takes '²', which int() refuses
         raise BadRequest(f"field '{name}' must be a port number, got {value!r}")
     port = int(text)
     low = 1 if required else 0
@@ -52,9 +53,16 @@ def _host(value: Any) -> str:
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     try:
-        return str(ipaddress.ip_address(host))
+        address = ipaddress.ip_address(host)
     except ValueError:
         pass
+    else:
+        # ip_address() takes any IPv6 zone id but '/' and '%'; in a URL or a Host header a
+        # zone like '?', '#', '@' or CR/LF would change what is asked of whom
+        scope = getattr(address, "scope_id", None)
+        if scope is not None and not _ZONE.match(scope):
+            raise BadRequest(f"field 'host_ip' has an IPv6 zone id that is not an interface name: {value!r}")
+        return str(address)
     if not _HOSTNAME.match(host):
         raise BadRequest(f"field 'host_ip' must be a host name or IP address without scheme or path, got {value!r}")
     return host.lower()
@@ -119,7 +127,8 @@ class InstanceInfo:
         if bad:
             raise BadRequest(f"field 'transfer_protocol' entries must be 'ipc' or 'rdma', got {bad!r}")
         tp = body.get("tp_size", 1)
-        if isinstance(tp, bool) or not str(tp).strip().isdigit() or int(str(tp).strip()) < 1:
+        tp_text = str(tp).strip()
+        if isinstance(tp, bool) or not (tp_text.isascii() and tp_text.isdigit()) or int(tp_text) < 1:
             raise BadRequest(f"field 'tp_size' must be a positive integer, got {tp!r}")
         known = {
             "role", "host_ip", "port", "metrics_port", "connector_port", "engine_worker_queue_port",
