@@ -93,6 +93,14 @@ class NoHealthyInstance(RouterError):
     code = "no_healthy_instance"
 
 
+class ShuttingDown(RouterError):
+    """The router stopped before this request was done (its shutdown grace period ran out)."""
+
+    status = 503
+    type = "service_unavailable_error"
+    code = "router_shutting_down"
+
+
 class InstanceUnhealthy(RouterError):
     """An instance asked to register did not pass its health probe."""
 

@@ -23,6 +23,7 @@ from .errors import (
     NotFound,
     PayloadTooLarge,
     RouterError,
+    ShuttingDown,
     TooManyRequests,
     Unauthorized,
     UpstreamStatus,
@@ -38,6 +39,7 @@ log = logging.getLogger("fdrouter.server")
 ROUTER_KEY = web.AppKey("router", Router)
 CONFIG_KEY = web.AppKey("config", RouterConfig)
 ADMISSION_KEY = web.AppKey("admission", AdmissionControl)
+ACTIVE_KEY = web.AppKey("active_generations", set)  # handler tasks of running generation requests
 REQUEST_ID = web.RequestKey("request_id", str)
 
 
@@ -142,6 +144,9 @@ async def generation(request: web.Request) -> web.StreamResponse:
     router = request.app[ROUTER_KEY]
     started = _now()
     status = 499  # until something is answered: the client left
+    active = request.app[ACTIVE_KEY]
+    task = asyncio.current_task()
+    active.add(task)
     try:
         async with request.app[ADMISSION_KEY].admit():
             response = await router.generate(
@@ -164,7 +169,16 @@ async def generation(request: web.Request) -> web.StreamResponse:
             log.warning("%s failed mid-stream: %s", request.path, error.message)
             return await sink.stream_error(error)
         raise
+    except asyncio.CancelledError:
+        # The client left (nothing to tell) or the shutdown grace period ran out: then a
+        # started stream still ends with an error event rather than a bare cut.
+        if sink.prepared and not sink.finished:
+            await sink.stream_error(ShuttingDown(
+                "the router is shutting down and its grace period ran out before this answer was complete"
+            ))
+        raise
     finally:
+        active.discard(task)
         first = sink.first_byte_at
         router.metrics.observe_request(
             request.path, status, duration_secs=_now() - started,
@@ -235,6 +249,7 @@ def build_app(config: RouterConfig) -> web.Application:
     app = web.Application(client_max_size=config.max_body_bytes, middlewares=[error_middleware])
     app[CONFIG_KEY] = config
 
+    app[ACTIVE_KEY] = set()
     app[ADMISSION_KEY] = AdmissionControl(
         max_concurrent=config.max_concurrent_requests,
         queue_size=config.queue_size,
@@ -277,8 +292,11 @@ class RouterServer:
         self.app = build_app(config)
         if shutdown_timeout is None:
             shutdown_timeout = config.shutdown_grace_period_secs
+        self.shutdown_timeout = shutdown_timeout
+        # generation requests are drained by close() itself; aiohttp's own wait only has
+        # short control requests left to finish by then
         self._runner = web.AppRunner(
-            self.app, handler_cancellation=True, access_log=None, shutdown_timeout=shutdown_timeout
+            self.app, handler_cancellation=True, access_log=None, shutdown_timeout=min(shutdown_timeout, 2.0)
         )
         self.host = config.host
         self.port = config.port
@@ -308,7 +326,24 @@ class RouterServer:
 
     async def close(self) -> None:
         """Graceful: stop accepting, let in-flight requests finish within the shutdown timeout,
-        cancel what is left (closing its upstream connections), close the pools. Idempotent."""
+        cancel what is left (closing its upstream connections), close the pools. Idempotent.
+
+        A stream cut at the end of the grace period gets a final ``router_shutting_down``
+        error event first: aiohttp's own timeout would close the socket under it.
+        """
+        for site in list(self._runner.sites):
+            await site.stop()  # new connections are refused from here on
+        server = self._runner.server
+        if server is not None:
+            server.pre_shutdown()  # keep-alive connections take no new request
+        active = self.app[ACTIVE_KEY]
+        if active:
+            _, pending = await asyncio.wait(set(active), timeout=self.shutdown_timeout)
+            if pending:
+                log.warning("grace period over: cutting %d request(s) still running", len(pending))
+                for task in pending:
+                    task.cancel()
+                await asyncio.wait(pending, timeout=2.0)
         await self._runner.cleanup()
 
     async def __aenter__(self) -> RouterServer:
