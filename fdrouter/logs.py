@@ -15,10 +15,10 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import os
 import re
 import sys
 import time
-import uuid
 from collections.abc import Iterable
 from typing import IO, Any
 
@@ -40,7 +40,7 @@ _RECORD_FIELDS = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dic
 
 def new_request_id() -> str:
     """A fresh random id: 32 hex characters, as vLLM's and FastDeploy's own request ids."""
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # what uuid4().hex draws, without building a UUID (hot path)
 
 
 def accept_request_id(header_value: str | None) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -10,7 +11,7 @@ import sys
 
 import aiohttp
 
-from fdrouter.cli import _SERVE_FLAGS
+from fdrouter.cli import _SERVE_FLAGS, main
 from fdrouter.testing import free_port
 
 
@@ -84,3 +85,19 @@ def test_port_in_use_is_a_clear_error():
         result = _run("serve", "--port", str(port))
     assert result.returncode == 1
     assert "cannot serve" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_simulate_command_prints_the_summary_as_json(capsys):
+    code = main(["simulate", "--policy", "cache_aware", "--workload", "shared-prefix", "--instances", "4",
+                 "--requests", "400", "--rate", "20", "--seed", "3", "--json"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["policy"] == "cache_aware" and summary["requests"] == 400
+    for key in ("ttft_p50", "ttft_p99", "e2e_p50", "throughput_rps", "cache_hit_rate", "load_imbalance"):
+        assert isinstance(summary[key], float), key
+    assert 0 < summary["cache_hit_rate"] <= 1
+
+
+def test_simulate_with_an_unknown_workload_exits_2_naming_it(capsys):
+    assert main(["simulate", "--workload", "telepathy", "--requests", "10"]) == 2
+    assert "telepathy" in capsys.readouterr().err

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import io
+import json
+import logging
+
+from fdrouter.logs import configure_logging
+
 from ..conftest import wait_until
 
 FAST = {"retry_initial_backoff_secs": 0.001, "retry_max_backoff_secs": 0.01}
@@ -163,3 +169,23 @@ async def test_error_answers_carry_the_request_id(cluster):
                            headers={"X-Request-Id": "bad-body-1", "Content-Type": "application/json"}) as resp:
         assert resp.status == 400
         assert resp.headers["X-Request-Id"] == "bad-body-1"
+
+
+async def test_every_log_line_about_a_retried_request_carries_its_request_id(cluster):
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    configure_logging("info", "json", stream=stream)
+    try:
+        c = await cluster(mixed=2, policy="round_robin", breaker_failure_threshold=0, **FAST)
+        c.backends[0].behavior.fail_status = 503
+        async with c.http.post(c.url + "/v1/chat/completions", headers={"X-Request-Id": "trace-me-7"},
+                               json={"messages": [{"role": "user", "content": "x"}]}) as resp:
+            assert resp.status == 200
+    finally:
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    retry_lines = [line for line in lines if "retry" in line["message"]]
+    assert retry_lines, lines
+    assert all(line["request_id"] == "trace-me-7" for line in retry_lines)
