@@ -20,6 +20,7 @@ from .breaker import CircuitBreaker
 from .config import RouterConfig
 from .errors import (
     BadRequest,
+    ClientDisconnected,
     InstanceUnhealthy,
     NoHealthyInstance,
     NotFound,
@@ -171,6 +172,10 @@ class Router:
             raise NotFound(f"no instance registered at {info.url}")
         log.info("deregistered %s instance %s", state.role.value, state.url)
         self.metrics.forget_instance(state.url)
+        for policy in self.policies.values():
+            forget = getattr(policy, "forget", None)  # optional hook: drop per-instance state
+            if forget is not None:
+                forget(state.url)
         return state
 
     # -- generation --------------------------------------------------------------------
@@ -304,6 +309,8 @@ class Router:
             result = await work
             outcome = True
             return result
+        except ClientDisconnected:
+            raise  # the client left: says nothing about the instance
         except RouterError as error:
             if getattr(error, "instance", None) is None:
                 error.instance = instance.url  # type: ignore[attr-defined]

@@ -135,10 +135,6 @@ async def _read_json(request: web.Request) -> dict:
 
 async def generation(request: web.Request) -> web.StreamResponse:
     """POST /v1/chat/completions and /v1/completions."""
-    _auth(request)
-    raw = await request.read()
-    body = parse_json_object(raw)
-    check_generation(body, request.path)
     request_id = request[REQUEST_ID]
     sink = ClientSink(request, {"X-Request-Id": request_id})
     router = request.app[ROUTER_KEY]
@@ -148,6 +144,10 @@ async def generation(request: web.Request) -> web.StreamResponse:
     task = asyncio.current_task()
     active.add(task)
     try:
+        _auth(request)
+        raw = await request.read()
+        body = parse_json_object(raw)
+        check_generation(body, request.path)
         async with request.app[ADMISSION_KEY].admit():
             response = await router.generate(
                 request.path, raw, body, sink, request_id=request_id, headers=request.headers
@@ -162,6 +162,9 @@ async def generation(request: web.Request) -> web.StreamResponse:
         status = error.status
         router.metrics.observe_rejection(error.reason)
         log.warning("rejected: %s", error.message)
+        raise
+    except web.HTTPException as exc:  # 413 from reading an oversized body
+        status = exc.status
         raise
     except RouterError as error:
         status = error.status

@@ -126,3 +126,22 @@ def test_sources_bound_after_construction_are_read_at_the_next_scrape():
     s = _samples(m)
     assert (_get(s, "fdrouter_admission_active"), _get(s, "fdrouter_admission_queued")) == (1, 4)
     assert _get(s, "fdrouter_instance_circuit_state", instance=A, role="prefill") == 1
+
+
+async def test_live_metrics_count_requests_by_endpoint_status_and_instance(cluster):
+    c = await cluster(mixed=1)
+    assert (await c.chat())[0] == 200
+    async with c.http.post(c.url + "/v1/chat/completions", data=b"{oops",
+                           headers={"Content-Type": "application/json"}) as resp:
+        assert resp.status == 400
+    async with c.http.get(c.url + "/metrics") as resp:
+        assert resp.status == 200
+        families = {f.name: f for f in text_string_to_metric_families(await resp.text())}
+    counts = {(s.labels["endpoint"], s.labels["status"], s.labels["instance"]): s.value
+              for s in families["fdrouter_requests"].samples if s.name == "fdrouter_requests_total"}
+    assert counts[("/v1/chat/completions", "200", c.backends[0].url)] == 1
+    assert counts[("/v1/chat/completions", "400", "")] == 1
+    ttft = [s for s in families["fdrouter_time_to_first_token_seconds"].samples if s.name.endswith("_count")]
+    assert sum(s.value for s in ttft) == 1  # only the answered request had a first byte
+    in_flight = [s for s in families["fdrouter_instance_in_flight_requests"].samples]
+    assert [s.value for s in in_flight] == [0.0]

@@ -15,7 +15,9 @@ routable instances; a policy reads only ``url``, ``in_flight``, ``in_flight_toke
 function: it must not await, touch sockets or read clocks (time comes in ``facts.now``).
 ``needs`` tells the router what to extract or run: ``prompt_tokens``/``prompt_text`` (parse
 the prompt), ``session_key`` (read the session header or ``user``), ``remote_metrics`` (run
-the background ``/metrics`` scraper that fills ``Candidate.remote``).
+the background ``/metrics`` scraper that fills ``Candidate.remote``). A policy that keeps
+per-instance state may define ``forget(url)``: the router calls it when that instance is
+deregistered.
 
 Built in: random, round_robin, request_num, process_tokens, power_of_two (simple.py);
 fd_metrics_score, remote_metrics (metrics.py); cache_aware (cache_aware.py, radix.py);

@@ -77,6 +77,10 @@ class CacheAware:
         """Nodes in the prefix tree."""
         return self.tree.node_count()
 
+    def forget(self, url: str) -> None:
+        """Drop everything recorded for an instance (the router calls this on deregistration)."""
+        self.tree.remove_tenant(url)
+
     def choose(self, candidates: Sequence[Candidate], facts: RoutingFacts) -> Candidate:
         now = facts.now
         if self._next_eviction is None:

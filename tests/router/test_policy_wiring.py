@@ -114,3 +114,15 @@ async def test_in_flight_load_is_visible_in_registered_and_comes_back(cluster):
     assert (await task)[0] == 200
     row = await registered()
     assert row["in_flight_requests"] == 0 and row["in_flight_tokens"] == 0
+
+
+async def test_deregistering_an_instance_drops_it_from_the_cache_aware_tree(cluster):
+    c = await cluster(mixed=2, policy="cache_aware")
+    for i in range(4):
+        assert (await c.chat("a long shared system prompt for the tree " * 10 + str(i)))[0] == 200
+    policy = c.server.router.policies[next(iter(c.server.router.policies))]
+    assert policy.tree_size() > 0
+    gone = next(b for b in c.backends if b.requests_total)
+    async with c.http.post(c.url + "/deregister", json={"host_ip": "127.0.0.1", "port": gone.port}) as resp:
+        assert resp.status == 200
+    assert policy.tree_size() == 0  # every prompt had gone to that instance
