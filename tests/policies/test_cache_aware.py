@@ -5,21 +5,16 @@ from __future__ import annotations
 import random
 import string
 import time
-from dataclasses import dataclass
 
 import pytest
 
-from fdrouter.policies import RemoteMetrics, RoutingFacts, make_policy
+from fdrouter.policies import RoutingFacts, make_policy
+
+from .candidates import Cand
 
 SYSTEM = "You are a helpful assistant. Answer briefly and cite sources. " * 4  # 248 chars
 
 
-@dataclass
-class Cand:
-    url: str
-    in_flight: int = 0
-    in_flight_tokens: int = 0
-    remote: RemoteMetrics | None = None
 
 
 def facts(text: str | None, now: float = 0.0) -> RoutingFacts:

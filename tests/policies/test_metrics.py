@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 
 from fdrouter.policies import RemoteMetrics, RoutingFacts, make_policy
 from fdrouter.policies.metrics import local_score
 
-
-@dataclass
-class Cand:
-    url: str
-    in_flight: int = 0
-    in_flight_tokens: int = 0
-    remote: RemoteMetrics | None = None
+from .candidates import Cand
 
 
 def test_local_score_runs_up_to_max_running_and_weighs_the_rest_as_waiting():

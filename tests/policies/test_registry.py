@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
 
 import pytest
 
@@ -18,13 +17,7 @@ from fdrouter.policies import (
 )
 from fdrouter.policies.base import FACTS
 
-
-@dataclass
-class Cand:
-    url: str
-    in_flight: int = 0
-    in_flight_tokens: int = 0
-    remote: RemoteMetrics | None = None
+from .candidates import Cand
 
 
 def _facts() -> RoutingFacts:

@@ -5,22 +5,17 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import Counter
-from dataclasses import dataclass
 
 import pytest
 
-from fdrouter.policies import RemoteMetrics, RoutingFacts, make_policy
+from fdrouter.policies import RoutingFacts, make_policy
 from fdrouter.policies.session import stable_hash
+
+from .candidates import Cand
 
 KEYS = [f"session-{i}" for i in range(10_000)]
 
 
-@dataclass
-class Cand:
-    url: str
-    in_flight: int = 0
-    in_flight_tokens: int = 0
-    remote: RemoteMetrics | None = None
 
 
 def group(n: int) -> list[Cand]:

@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
 
-from fdrouter.policies import RemoteMetrics, RoutingFacts, least_loaded, make_policy
+from fdrouter.policies import RoutingFacts, least_loaded, make_policy
+
+from .candidates import Cand
 
 FACTS = RoutingFacts()
 
 
-@dataclass
-class Cand:
-    url: str
-    in_flight: int = 0
-    in_flight_tokens: int = 0
-    remote: RemoteMetrics | None = None
 
 
 def cands(*loads: int) -> list[Cand]:
