@@ -15,8 +15,6 @@ from .candidates import Cand
 SYSTEM = "You are a helpful assistant. Answer briefly and cite sources. " * 4  # 248 chars
 
 
-
-
 def facts(text: str | None, now: float = 0.0) -> RoutingFacts:
     return RoutingFacts(prompt_text=text, now=now)
 

@@ -16,8 +16,6 @@ from .candidates import Cand
 KEYS = [f"session-{i}" for i in range(10_000)]
 
 
-
-
 def group(n: int) -> list[Cand]:
     return [Cand(f"http://10.0.0.{i}:8000") for i in range(n)]
 

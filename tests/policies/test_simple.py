@@ -11,8 +11,6 @@ from .candidates import Cand
 FACTS = RoutingFacts()
 
 
-
-
 def cands(*loads: int) -> list[Cand]:
     return [Cand(f"http://i{n}:1", in_flight=load) for n, load in enumerate(loads)]
 
