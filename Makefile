@@ -16,6 +16,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m fdrouter.demo
 
+# Property-based tests draw the same examples on every run (profile "ci", see tests/conftest.py);
+# `HYPOTHESIS_PROFILE=explore make test` draws fresh random ones.
+HYPOTHESIS_PROFILE ?= ci
+export HYPOTHESIS_PROFILE
+
 test: $(STAMP)
 	$(BIN)/python ci/run_matrix.py
 

@@ -7,17 +7,32 @@ no generation connection still lent out (DESIGN.md: "Counters always come back")
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 import pytest_asyncio
+from hypothesis import HealthCheck, settings
 
 from fdrouter import RouterConfig, RouterServer
 from fdrouter.testing import MockBackend, MockBehavior
 
 pytest_plugins = ["fdrouter.testing.pytest_plugin", "compat.pytest_profile"]
+
+# Hypothesis profiles, chosen with HYPOTHESIS_PROFILE (``make test`` runs ``ci``):
+# - ci: derandomized (the same examples on every run and machine), no example database, so
+#   pass or fail depends on the code alone and never on which examples a run happened to draw;
+# - explore: fresh random examples on every run, the same example counts, still no database
+#   (``HYPOTHESIS_PROFILE=explore make test``) -- how new failing inputs are found.
+# This file is imported before any test module, so module-level ``settings(...)`` objects in the
+# tests inherit the loaded profile for everything they do not set themselves.
+_HYPOTHESIS_COMMON = dict(database=None, deadline=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("ci", derandomize=True, **_HYPOTHESIS_COMMON)
+settings.register_profile("explore", derandomize=False, **_HYPOTHESIS_COMMON)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 async def wait_until(predicate, timeout: float = 2.0, interval: float = 0.01) -> bool:
