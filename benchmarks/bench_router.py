@@ -66,7 +66,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-import aiohttp
+try:  # the benchmark drives the installed project: say how to get it, not a traceback
+    import aiohttp
+
+    import fdrouter  # noqa: F401
+except ImportError as exc:  # pragma: no cover - exercised by tests/test_extras.py
+    sys.exit(f"bench_router: error: {exc.name or exc} is not installed; run `make bench` "
+             "(or `pip install -e '.[speed]'` first)")
 
 try:  # same optional speed-up the servers use; the generator must not be the slow part
     import uvloop

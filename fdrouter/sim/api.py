@@ -7,8 +7,10 @@ from collections.abc import Iterable, Mapping
 from itertools import islice
 from typing import Any
 
+from .. import __version__
 from .. import policies as _policies
 from ..engine_model import EngineModel
+from ..extras import require
 from ..policies.base import Policy
 from .engine import ClusterConfig, Simulator
 from .instance import DECODE, MIXED, PREFILL
@@ -91,6 +93,7 @@ def simulate(
 
     Bad input (unknown names, bad options, a bad trace, ``rate <= 0``) raises ``ValueError``.
     """
+    require("sim", what="the simulator")  # before any work: never a ModuleNotFoundError after the run
     started = time.perf_counter()
     if not rate > 0:
         raise ValueError(f"rate must be > 0 requests/s, got {rate}")
@@ -138,11 +141,11 @@ def simulate(
 
     frame = build_frame(jobs, sim.candidates, splitwise)
     name = f"{_label(prefill_policy)}/{_label(decode_policy)}" if splitwise else _label(policy)
-    summary = summarize(frame, policy=name, workload=label, splitwise=splitwise,
-                        wall_s=time.perf_counter() - started)
+    summary = summarize(frame, policy=name, workload=label, splitwise=splitwise)
     summary["instances"] = len(sim.instances)
     summary["seed"] = seed
     if splitwise:
         summary["prefill_policy"], summary["decode_policy"] = _label(prefill_policy), _label(decode_policy)
     urls = {role: [i.url for i in insts] for role, insts in sim.candidates.items()}
-    return SimResult(requests=frame, summary=summary, instances=urls)
+    meta = {"wall_s": time.perf_counter() - started, "fdrouter_version": __version__}
+    return SimResult(requests=frame, summary=summary, instances=urls, meta=meta)

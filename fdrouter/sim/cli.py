@@ -49,7 +49,9 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--decode-policy", default="request_num", help="decode policy (default request_num)")
     p.add_argument("--policy-option", dest="policy_option", action="append", type=_option, default=[],
                    metavar="KEY=VALUE", help="policy option, repeatable, e.g. cache_threshold=0.5")
-    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    p.add_argument("--json", action="store_true",
+                   help="print the summary as one JSON object; for a given seed it is byte-identical "
+                   "on every run except its \"meta\" key (wall time, version)")
     p.add_argument("--progress", action="store_true", help="show a progress bar on stderr")
     return p
 
@@ -72,7 +74,7 @@ _ROWS = (  # key, label, format
     ("throughput_rps", "throughput", "{:.2f} req/s"), ("cache_hit_rate", "cache hit rate", "{:.1%}"),
     ("load_imbalance", "load imbalance", "{:.2f} (max/mean requests)"),
     ("prefill_load_imbalance", "  prefill", "{:.2f}"), ("decode_load_imbalance", "  decode", "{:.2f}"),
-    ("makespan_s", "simulated time", "{:.1f} s"), ("duration_s", "wall time", "{:.2f} s"),
+    ("makespan_s", "simulated time", "{:.1f} s"), ("wall_s", "wall time", "{:.2f} s"),
 )
 
 
@@ -90,6 +92,12 @@ def format_summary(summary: dict[str, Any]) -> str:
 
 def run_simulate(args: argparse.Namespace) -> int:
     """Run the ``simulate`` subcommand; 0 on success, 2 on bad input (message on stderr)."""
+    from ..extras import MissingExtra, require
+
+    try:
+        require("sim", what="fdrouter simulate")
+    except MissingExtra as exc:
+        return _error(str(exc))
     from .api import simulate  # heavy imports only when the command runs
 
     if not args.rate > 0:
@@ -109,9 +117,11 @@ def run_simulate(args: argparse.Namespace) -> int:
     except ValueError as exc:  # TraceError included
         return _error(str(exc))
     if args.json:
-        print(json.dumps({k: _clean(v) for k, v in result.summary.items()}))
+        out = {k: _clean(v) for k, v in result.summary.items()}
+        out["meta"] = result.meta  # the only part that differs between two runs of one seed
+        print(json.dumps(out))
     else:
-        print(format_summary(result.summary))
+        print(format_summary({**result.summary, **result.meta}))
     return 0
 
 

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 SUMMARY_KEYS = (
     "policy", "workload", "mode", "requests", "ttft_p50", "ttft_p99", "e2e_p50", "e2e_p99", "tpot_p50",
-    "queue_wait_mean", "throughput_rps", "cache_hit_rate", "load_imbalance", "makespan_s", "duration_s",
+    "queue_wait_mean", "throughput_rps", "cache_hit_rate", "load_imbalance", "makespan_s",
 )
 
 
@@ -45,6 +45,9 @@ class SimResult:
     """Headline numbers (``SUMMARY_KEYS`` and, in splitwise, per-role load imbalance)."""
     instances: dict[str, list[str]] = field(default_factory=dict)
     """Instance urls by role, in candidate order."""
+    meta: dict[str, Any] = field(default_factory=dict)
+    """About the run, not its results: ``wall_s`` (seconds the run took here) and ``fdrouter_version``.
+    Kept apart from ``summary`` so the summary is a pure function of the inputs and the seed."""
 
     def per_instance(self) -> pd.DataFrame:
         """Requests, prompt and cached tokens, and hit rate per instance (the serving one in splitwise)."""
@@ -111,8 +114,8 @@ def _imbalance(column: pd.Series) -> float:
     return float(counts.max() / mean) if mean > 0 else math.nan
 
 
-def summarize(frame: pd.DataFrame, *, policy: str, workload: str, splitwise: bool, wall_s: float) -> dict[str, Any]:
-    """Headline numbers of a run; ``duration_s`` is the only one that is not a pure function of the inputs."""
+def summarize(frame: pd.DataFrame, *, policy: str, workload: str, splitwise: bool) -> dict[str, Any]:
+    """Headline numbers of a run: a pure function of the rows (wall time lives in ``SimResult.meta``)."""
     n = len(frame)
     makespan = float(frame["finish"].max() - frame["arrival"].min()) if n else 0.0
     prompt = int(frame["prompt_tokens"].sum())
@@ -131,7 +134,6 @@ def summarize(frame: pd.DataFrame, *, policy: str, workload: str, splitwise: boo
         "cache_hit_rate": int(frame["cached_tokens"].sum()) / prompt if prompt else 0.0,
         "load_imbalance": math.nan,
         "makespan_s": makespan,
-        "duration_s": wall_s,
     }
     if splitwise:
         summary["prefill_load_imbalance"] = _imbalance(frame["prefill_instance"]) if n else math.nan

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 
@@ -64,3 +65,24 @@ def test_importing_the_cli_and_the_package_does_not_import_pandas():
     code = "import sys, fdrouter, fdrouter.sim, fdrouter.sim.cli; print('pandas' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "False"
+
+
+def _simulate_json_in_a_new_process(hash_seed: str) -> dict:
+    argv = ["-m", "fdrouter", "simulate", "--policy", "cache_aware", "--workload", "multi-turn",
+            "--requests", "300", "--instances", "3", "--seed", "11", "--json"]
+    env = {**os.environ, "PYTHONHASHSEED": hash_seed}  # str hashes differ between the two runs
+    out = subprocess.run([sys.executable, *argv], capture_output=True, text=True, check=True, timeout=120, env=env)
+    return json.loads(out.stdout)
+
+
+def test_json_output_is_identical_for_one_seed_except_for_its_meta_key():
+    first, second = _simulate_json_in_a_new_process("1"), _simulate_json_in_a_new_process("2")
+    for run in (first, second):
+        assert set(run.pop("meta")) == {"wall_s", "fdrouter_version"}
+    assert json.dumps(first, sort_keys=True) == json.dumps(second, sort_keys=True)
+    assert "wall_s" not in first and "duration_s" not in first
+
+
+def test_the_table_still_shows_the_wall_time(capsys):
+    assert _run("--requests", "50", "--instances", "2") == 0
+    assert "wall time" in capsys.readouterr().out
