@@ -11,62 +11,49 @@ from collections.abc import Sequence
 
 import yaml
 
-from .config import ConfigError, RouterConfig, load_config_file, load_instances_file, parse_worker_urls
+from .config import (
+    FIELD_TYPES,
+    SETTINGS,
+    ConfigError,
+    RouterConfig,
+    default_of,
+    load_config_file,
+    load_instances_file,
+    parse_worker_urls,
+)
 from .logs import configure_logging
 from .policies import available_policies
 from .sim.cli import add_simulate_parser, run_simulate
 
-# flag -> (RouterConfig field, type, help). Flags left out keep the file's or the default value.
-_SERVE_FLAGS: list[tuple[str, str, type, str]] = [
-    ("--host", "host", str, "bind address (default 127.0.0.1; use 0.0.0.0 to expose the router)"),
-    ("--port", "port", int, "bind port (default 9000; 0 picks a free port)"),
-    ("--request-timeout-secs", "request_timeout_secs", float, "total timeout of one upstream request (default 1800)"),
-    ("--connect-timeout-secs", "connect_timeout_secs", float, "TCP connect timeout to an instance (default 10)"),
-    ("--max-connections", "max_connections", int, "generation connection pool size (default 4096)"),
-    ("--max-connections-per-host", "max_connections_per_host", int,
-     "per-instance generation connection cap, 0 = none (default 0)"),
-    ("--keepalive-timeout-secs", "keepalive_timeout_secs", float, "idle keep-alive of pooled connections (default 60)"),
-    ("--health-failure-threshold", "health_failure_threshold", int,
-     "consecutive failed checks before an instance is taken out (default 3)"),
-    ("--health-success-threshold", "health_success_threshold", int,
-     "consecutive good checks before it is re-admitted (default 2)"),
-    ("--health-check-timeout-secs", "health_check_timeout_secs", float, "timeout of one health check (default 5)"),
-    ("--health-check-interval-secs", "health_check_interval_secs", float, "time between health rounds (default 5)"),
-    ("--health-check-endpoint", "health_check_endpoint", str, "path probed on instances (default /health)"),
-    ("--health-pool-size", "health_pool_size", int, "connections of the separate health/control pool (default 32)"),
-    ("--policy", "policy", str, "routing policy in mixed mode (default request_num)"),
-    ("--prefill-policy", "prefill_policy", str, "prefill policy in splitwise mode (default process_tokens)"),
-    ("--decode-policy", "decode_policy", str, "decode policy in splitwise mode (default request_num)"),
-    ("--max-body-bytes", "max_body_bytes", int, "largest request body accepted, else 413 (default 33554432)"),
-    ("--metrics-scrape-interval-secs", "metrics_scrape_interval_secs", float,
-     "background /metrics scrape interval for the remote_metrics policy (default 1)"),
-    ("--api-key", "api_key", str, "require 'Authorization: Bearer KEY' on inference endpoints "
-     "(default: $FDROUTER_API_KEY, else none)"),
-    ("--admin-api-key", "admin_api_key", str, "require 'Authorization: Bearer KEY' on /register, /deregister "
-     "and /v1/abort_requests (default: $FDROUTER_ADMIN_API_KEY, else none)"),
-    ("--max-instances", "max_instances", int, "most instances that may be registered (default 1024)"),
-    ("--first-byte-timeout-secs", "first_byte_timeout_secs", float,
-     "time for an instance to start answering, 0 = off (default 600)"),
-    ("--stream-idle-timeout-secs", "stream_idle_timeout_secs", float,
-     "longest gap between two chunks of an answer, 0 = off (default 600)"),
-    ("--retry-max-retries", "retry_max_retries", int,
-     "retries on another instance for requests that failed before any byte reached the client (default 2)"),
-    ("--retry-initial-backoff-secs", "retry_initial_backoff_secs", float, "first retry delay (default 0.05)"),
-    ("--retry-max-backoff-secs", "retry_max_backoff_secs", float, "largest retry delay (default 1)"),
-    ("--breaker-failure-threshold", "breaker_failure_threshold", int,
-     "consecutive failures that open an instance's circuit, 0 = no breaker (default 5)"),
-    ("--breaker-success-threshold", "breaker_success_threshold", int,
-     "successes in half-open that close the circuit (default 2)"),
-    ("--breaker-cooldown-secs", "breaker_cooldown_secs", float, "open-circuit cooldown before trials (default 30)"),
-    ("--max-concurrent-requests", "max_concurrent_requests", int,
-     "generation requests served at once, 0 = no admission control (default 0)"),
-    ("--queue-size", "queue_size", int, "requests that may wait for a slot before 429 (default 100)"),
-    ("--queue-timeout-secs", "queue_timeout_secs", float, "longest wait for a slot before 429 (default 60)"),
-    ("--shutdown-grace-period-secs", "shutdown_grace_period_secs", float,
-     "on SIGTERM/SIGINT, time in-flight requests get to finish (default 30)"),
-    ("--log-level", "log_level", str, "debug, info, warning or error (default info)"),
-    ("--log-format", "log_format", str, "text or json (default text)"),
-]
+# Flags come from RouterConfig's setting declarations (config.SETTINGS): one per setting, named
+# like its YAML key. Two are special: --policy-option (repeatable KEY=VALUE) and the static
+# instances (--worker-urls, --register-config).
+_FLAG_TYPES = {"int": int, "float": float, "str": str, "str | None": str}
+_CUSTOM = frozenset({"policy_options", "instances"})
+
+
+def serve_flags() -> list[str]:
+    """Every ``fdrouter serve`` flag derived from a setting, in declaration order."""
+    return [spec.flag for name, spec in SETTINGS.items() if name not in _CUSTOM]
+
+
+def _metavar(name: str) -> str:
+    kind = FIELD_TYPES[name]
+    if kind == "int":
+        return "N"
+    if kind == "float":
+        return "SECS" if name.endswith("_secs") else "X"
+    return "KEY" if SETTINGS[name].secret else "TEXT"
+
+
+def _help(name: str) -> str:
+    spec = SETTINGS[name]
+    if spec.env:
+        return f"{spec.help} (default: ${spec.env}, else none)"
+    default = default_of(name)
+    if FIELD_TYPES[name] == "bool":
+        return spec.help
+    return f"{spec.help} (default {default if default not in (None, '') else 'none'})"
 
 
 def _policy_option(text: str) -> tuple[str, object]:
@@ -95,15 +82,19 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--register-config", metavar="FILE", help="YAML file with 'instances:', a list of /register bodies")
     serve.add_argument("--worker-urls", nargs="+", metavar="URL", default=None,
                        help="static mixed instances, e.g. http://127.0.0.1:8000")
-    serve.add_argument("--splitwise", action="store_true", default=None,
-                       help="PD disaggregation: one prefill and one decode instance per request")
-    serve.add_argument("--disable-retries", action="store_true", default=None,
-                       help="never retry a failed request on another instance")
     serve.add_argument("--policy-option", dest="policy_option", action="append", type=_policy_option,
                        metavar="KEY=VALUE", default=None,
                        help="policy option, repeatable, e.g. cache_threshold=0.5 or session_header=x-user")
-    for flag, field, kind, help_text in _SERVE_FLAGS:
-        serve.add_argument(flag, dest=field, type=kind, default=None, help=help_text)
+    for name, spec in SETTINGS.items():
+        if name in _CUSTOM:
+            continue
+        kind = FIELD_TYPES[name]
+        if kind == "bool":
+            serve.add_argument(spec.flag, dest=name, action=argparse.BooleanOptionalAction, default=None,
+                               help=_help(name))
+        else:
+            serve.add_argument(spec.flag, dest=name, type=_FLAG_TYPES[kind], default=None, metavar=_metavar(name),
+                               help=_help(name))
     add_simulate_parser(sub)
     return parser
 
@@ -111,19 +102,15 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace) -> RouterConfig:
     """Defaults, then the YAML file, then flags: one RouterConfig."""
     values = load_config_file(args.config) if args.config else {}
-    for _, field, _, _ in _SERVE_FLAGS:
-        value = getattr(args, field)
-        if value is not None:
-            values[field] = value
-    if args.splitwise:
-        values["splitwise"] = True
-    if args.disable_retries:
-        values["disable_retries"] = True
+    for name in SETTINGS:
+        value = getattr(args, name, None)
+        if name not in _CUSTOM and value is not None:
+            values[name] = value
     if args.policy_option:
         values["policy_options"] = {**values.get("policy_options", {}), **dict(args.policy_option)}
-    for field, env in (("api_key", "FDROUTER_API_KEY"), ("admin_api_key", "FDROUTER_ADMIN_API_KEY")):
-        if values.get(field) is None and os.environ.get(env):
-            values[field] = os.environ[env]
+    for name, spec in SETTINGS.items():
+        if spec.env and values.get(name) is None and os.environ.get(spec.env):
+            values[name] = os.environ[spec.env]
     instances = []
     if args.register_config:
         instances.extend(load_instances_file(args.register_config))

@@ -1,5 +1,10 @@
 """One frozen configuration object, built once from CLI flags and YAML, then passed down.
 
+Every setting is declared once, as a ``RouterConfig`` field made by ``setting(...)``: its
+default, its YAML section (the key is the flag's name), its help text and its bounds. The
+YAML key table (``yaml_keys()``), the ``fdrouter serve`` flags (``cli.py``) and the checks in
+``__post_init__`` are all derived from those declarations, so they cannot drift apart.
+
 YAML keys reuse FastDeploy's Go router names where they overlap (``server.port``,
 ``manager.health-failure-threshold``, ``scheduler.policy`` ...). Flags override the file.
 """
@@ -7,7 +12,7 @@ YAML keys reuse FastDeploy's Go router names where they overlap (``server.port``
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,125 +28,189 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
-class RouterConfig:
-    """Everything the router needs at start-up. Defaults are LLM-serving defaults."""
+class Setting:
+    """How one ``RouterConfig`` field is set from outside: YAML key, flag, help and bounds."""
 
-    host: str = "127.0.0.1"
-    """Bind address. Loopback by default: exposing a router is a decision, not a default."""
-    port: int = 9000
-    """Bind port; 0 picks a free one (tests, notebooks)."""
-    splitwise: bool = False
-    """PD disaggregation: route each request to one prefill and one decode instance."""
-    request_timeout_secs: float = 1800.0
-    """Total time for one upstream generation request (FastDeploy's router uses 1800 s)."""
-    connect_timeout_secs: float = 10.0
-    """Time to open a TCP connection to an instance."""
-    max_connections: int = 4096
-    """Generation pool size across all instances (aiohttp's default of 100 queues LLM traffic)."""
-    max_connections_per_host: int = 0
-    """Per-instance cap on generation connections; 0 means no cap beyond max_connections."""
-    keepalive_timeout_secs: float = 60.0
-    """How long an idle generation connection is kept for reuse."""
-    health_failure_threshold: int = 3
-    """Consecutive failed checks before an instance stops getting traffic."""
-    health_success_threshold: int = 2
-    """Consecutive good checks before an unhealthy instance is re-admitted."""
-    health_check_timeout_secs: float = 5.0
-    """Timeout of one health check or registration probe."""
-    health_check_interval_secs: float = 5.0
-    """Time between health rounds."""
-    health_check_endpoint: str = "/health"
-    """Path probed on each instance."""
-    health_pool_size: int = 32
-    """Connections of the separate control pool (health checks, probes, aborts)."""
-    policy: str = "request_num"
-    """Policy for mixed mode."""
-    prefill_policy: str = "process_tokens"
-    """Policy choosing the prefill instance in splitwise mode."""
-    decode_policy: str = "request_num"
-    """Policy choosing the decode instance in splitwise mode."""
-    max_body_bytes: int = 32 * 1024 * 1024
-    """Largest accepted request body; larger ones get 413."""
-    policy_options: Mapping[str, Any] = field(default_factory=dict)
-    """Keyword options for the policies (``cache_threshold``, ``session_header`` ...); each option
-    goes to every configured policy that accepts it, and one no policy accepts is an error."""
-    metrics_scrape_interval_secs: float = 1.0
-    """How often instances' ``/metrics`` are scraped in the background (only for policies that need it)."""
-    api_key: str | None = None
-    """If set, inference endpoints require ``Authorization: Bearer <api_key>``."""
-    admin_api_key: str | None = None
-    """If set, /register, /deregister and /v1/abort_requests require ``Authorization: Bearer <admin_api_key>``."""
-    max_instances: int = 1024
-    """Registered instances at most; more registrations are refused (a flood must not exhaust memory)."""
-    first_byte_timeout_secs: float = 600.0
-    """Time from sending a request to an instance until its answer's headers arrive; 0 disables."""
-    stream_idle_timeout_secs: float = 600.0
-    """Longest gap between two chunks of an answer; 0 disables."""
-    retry_max_retries: int = 2
-    """Retries of a request that failed before any byte reached the client, each on another instance."""
-    disable_retries: bool = False
-    """Never retry (same as retry_max_retries = 0)."""
-    retry_initial_backoff_secs: float = 0.05
-    """First retry delay; doubles per retry, with full jitter."""
-    retry_max_backoff_secs: float = 1.0
-    """Upper bound of one retry delay."""
-    breaker_failure_threshold: int = 5
-    """Consecutive live-traffic failures that open an instance's circuit; 0 disables the breaker."""
-    breaker_success_threshold: int = 2
-    """Consecutive successes in half-open that close the circuit again."""
-    breaker_cooldown_secs: float = 30.0
-    """Time an open circuit waits before letting trial requests through (half-open).
-    5 failures / 2 successes / 30 s are SGLang's router defaults (sgl-router circuit_breaker.rs)."""
-    max_concurrent_requests: int = 0
-    """Generation requests served at once; 0 disables admission control."""
-    queue_size: int = 100
-    """Requests that may wait for a slot when max_concurrent_requests is reached; beyond: 429.
-    100 and 60 s are SGLang's router defaults (RouterArgs)."""
-    queue_timeout_secs: float = 60.0
-    """Longest wait for a slot before 429."""
-    shutdown_grace_period_secs: float = 30.0
-    """On SIGTERM/SIGINT, how long in-flight requests may run before they are cut."""
-    instances: tuple[InstanceInfo, ...] = field(default=())
-    """Static instances (``--worker-urls``, ``--register-config``), probed at start-up."""
-    log_level: str = "info"
-    """Logging level name."""
-    log_format: str = "text"
-    """``text`` or ``json`` (one JSON object per line)."""
+    section: str | None
+    """YAML section (``server``, ``manager`` ...); None: not settable from YAML or a flag."""
+    key: str
+    """YAML key within the section."""
+    flag: str
+    """Command-line flag: the field name, dashed (``--log-level`` for ``log.level``)."""
+    help: str
+    """One-line help; the default is appended by the CLI."""
+    ge: float | None = None
+    """Smallest allowed value (inclusive)."""
+    gt: float | None = None
+    """Values must be greater than this."""
+    le: float | None = None
+    """Largest allowed value (inclusive)."""
+    choices: tuple[str, ...] = ()
+    """Allowed values of a string setting (compared case-insensitively)."""
+    env: str | None = None
+    """Environment variable read when neither the file nor a flag sets it."""
+    secret: bool = False
+    """Never shown in help defaults or logs."""
+
+    def check(self, value: Any) -> str | None:
+        """What is wrong with ``value``, or None; the message names the setting as its flag does."""
+        name = self.flag[2:]
+        if self.choices and isinstance(value, str) and value.lower() not in self.choices:
+            return f"{name} must be {_one_of(self.choices)}, got {value!r}"
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return None
+        if self.ge is not None and self.le is not None and not self.ge <= value <= self.le:
+            return f"{name} must be between {self.ge:g} and {self.le:g}"
+        if self.ge is not None and value < self.ge:
+            return f"{name} must be >= {self.ge:g}"
+        if self.gt is not None and not value > self.gt:
+            return f"{name} must be > {self.gt:g}"
+        return None
+
+
+def setting(default: Any = dataclasses.MISSING, section: str | None = None, help: str = "", *,
+            key: str | None = None, factory: Any = dataclasses.MISSING, **rules: Any) -> Any:
+    """A ``RouterConfig`` field with its ``Setting`` (``key`` defaults to the field name, dashed)."""
+    meta = {"setting": (section, key, help, rules)}
+    if factory is not dataclasses.MISSING:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+class FrozenOptions(Mapping[str, Any]):
+    """An immutable, hashable mapping of policy options (lists inside become tuples)."""
+
+    __slots__ = ("_items", "_hash")
+
+    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+        items = {str(k): _freeze(v) for k, v in (options or {}).items()}
+        self._items = items
+        self._hash = hash(tuple(sorted(items.items(), key=lambda kv: kv[0])))
+
+    def __getitem__(self, key: str) -> Any:
+        return self._items[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Mapping) and dict(self._items) == dict(other)
+
+    def __repr__(self) -> str:
+        return f"FrozenOptions({self._items!r})"
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return FrozenOptions(value)
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+@dataclass(frozen=True)
+class RouterConfig:
+    """Everything the router needs at start-up. Defaults are LLM-serving defaults; immutable and hashable."""
+
+    # -- server ------------------------------------------------------------------------------
+    host: str = setting("127.0.0.1", "server",
+                        "bind address; loopback by default: exposing a router is a decision, not a default")
+    port: int = setting(9000, "server", "bind port; 0 picks a free one (tests, notebooks)", ge=0, le=65535)
+    splitwise: bool = setting(False, "server", "PD disaggregation: one prefill and one decode instance per request")
+    request_timeout_secs: float = setting(
+        1800.0, "server", "total time for one upstream generation request (FastDeploy's router uses 1800 s)", gt=0)
+    max_body_bytes: int = setting(32 * 1024 * 1024, "server", "largest accepted request body; larger ones get 413",
+                                  ge=1024)
+    api_key: str | None = setting(
+        None, "server", "require 'Authorization: Bearer KEY' on inference endpoints", env="FDROUTER_API_KEY",
+        secret=True)
+    admin_api_key: str | None = setting(
+        None, "server", "require 'Authorization: Bearer KEY' on /register, /deregister and /v1/abort_requests",
+        env="FDROUTER_ADMIN_API_KEY", secret=True)
+    max_instances: int = setting(
+        1024, "server", "registered instances at most; more are refused (a flood must not exhaust memory)", ge=1)
+    max_concurrent_requests: int = setting(
+        0, "server", "generation requests served at once; 0 disables admission control", ge=0)
+    queue_size: int = setting(
+        100, "server", "requests that may wait for a slot beyond max-concurrent-requests before 429 "
+        "(SGLang's router default)", ge=0)
+    queue_timeout_secs: float = setting(60.0, "server", "longest wait for a slot before 429", gt=0)
+    shutdown_grace_period_secs: float = setting(
+        30.0, "server", "on SIGTERM/SIGINT, how long in-flight requests may run before they are cut", ge=0)
+    # -- manager: health --------------------------------------------------------------------
+    health_failure_threshold: int = setting(
+        3, "manager", "consecutive failed checks before an instance stops getting traffic", ge=1)
+    health_success_threshold: int = setting(
+        2, "manager", "consecutive good checks before an unhealthy instance is re-admitted", ge=1)
+    health_check_timeout_secs: float = setting(
+        5.0, "manager", "timeout of one health check or registration probe", gt=0)
+    health_check_interval_secs: float = setting(5.0, "manager", "time between health rounds", gt=0)
+    health_check_endpoint: str = setting("/health", "manager", "path probed on each instance")
+    health_pool_size: int = setting(
+        32, "manager", "connections of the separate control pool (health checks, probes, aborts)", ge=1)
+    # -- scheduler: policies ------------------------------------------------------------------
+    policy: str = setting("request_num", "scheduler", "routing policy in mixed mode")
+    prefill_policy: str = setting("process_tokens", "scheduler", "policy choosing the prefill instance (splitwise)")
+    decode_policy: str = setting("request_num", "scheduler", "policy choosing the decode instance (splitwise)")
+    policy_options: Mapping[str, Any] = setting(
+        section="scheduler", factory=FrozenOptions,
+        help="keyword options for the policies (cache_threshold, session_header ...); each goes to every "
+        "configured policy that accepts it, and one no policy accepts is an error")
+    metrics_scrape_interval_secs: float = setting(
+        1.0, "scheduler", "background /metrics scrape interval (only for policies that need it)", gt=0)
+    # -- upstream ------------------------------------------------------------------------------
+    connect_timeout_secs: float = setting(10.0, "upstream", "time to open a TCP connection to an instance", gt=0)
+    max_connections: int = setting(
+        4096, "upstream", "generation pool size across all instances (aiohttp's default of 100 queues LLM traffic)",
+        ge=1)
+    max_connections_per_host: int = setting(
+        0, "upstream", "per-instance cap on generation connections; 0 = no cap beyond max-connections", ge=0)
+    keepalive_timeout_secs: float = setting(60.0, "upstream", "how long an idle generation connection is kept")
+    first_byte_timeout_secs: float = setting(
+        600.0, "upstream", "time from sending a request until the instance's answer headers arrive; 0 = off", ge=0)
+    stream_idle_timeout_secs: float = setting(
+        600.0, "upstream", "longest gap between two chunks of an answer; 0 = off", ge=0)
+    retry_max_retries: int = setting(
+        2, "upstream", "retries of a request that failed before any byte reached the client, each on another "
+        "instance", ge=0)
+    disable_retries: bool = setting(False, "upstream", "never retry (same as retry-max-retries 0)")
+    retry_initial_backoff_secs: float = setting(
+        0.05, "upstream", "first retry delay; doubles per retry, with full jitter", ge=0)
+    retry_max_backoff_secs: float = setting(1.0, "upstream", "upper bound of one retry delay", ge=0)
+    breaker_failure_threshold: int = setting(
+        5, "upstream", "consecutive live-traffic failures that open an instance's circuit; 0 = no breaker "
+        "(5/2/30 s are SGLang's router defaults)", ge=0)
+    breaker_success_threshold: int = setting(
+        2, "upstream", "consecutive successes in half-open that close the circuit again", ge=1)
+    breaker_cooldown_secs: float = setting(
+        30.0, "upstream", "time an open circuit waits before letting trial requests through", gt=0)
+    # -- static instances (flags --worker-urls, --register-config; no YAML key) ---------------------
+    instances: tuple[InstanceInfo, ...] = setting((), None, "static instances, probed at start-up")
+    # -- log ---------------------------------------------------------------------------------
+    log_level: str = setting("info", "log", "logging level", key="level",
+                             choices=("debug", "info", "warning", "error"))
+    log_format: str = setting("text", "log", "text, or json for one JSON object per line", key="format",
+                              choices=("text", "json"))
 
     def __post_init__(self) -> None:
-        checks = [
-            (0 <= self.port <= 65535, "port must be between 0 and 65535"),
-            (self.request_timeout_secs > 0, "request-timeout-secs must be > 0"),
-            (self.connect_timeout_secs > 0, "connect-timeout-secs must be > 0"),
-            (self.max_connections >= 1, "max-connections must be >= 1"),
-            (self.max_connections_per_host >= 0, "max-connections-per-host must be >= 0"),
-            (self.health_failure_threshold >= 1, "health-failure-threshold must be >= 1"),
-            (self.health_success_threshold >= 1, "health-success-threshold must be >= 1"),
-            (self.health_check_timeout_secs > 0, "health-check-timeout-secs must be > 0"),
-            (self.health_check_interval_secs > 0, "health-check-interval-secs must be > 0"),
+        if not isinstance(self.policy_options, FrozenOptions):
+            object.__setattr__(self, "policy_options", FrozenOptions(self.policy_options))
+        for name, spec in SETTINGS.items():
+            problem = spec.check(getattr(self, name))
+            if problem is not None:
+                raise ConfigError(problem)
+        cross = [
             (self.health_check_endpoint.startswith("/"), "health-check-endpoint must start with '/'"),
-            (self.health_pool_size >= 1, "health-pool-size must be >= 1"),
-            (self.max_body_bytes >= 1024, "max-body-bytes must be >= 1024"),
-            (self.metrics_scrape_interval_secs > 0, "metrics-scrape-interval-secs must be > 0"),
-            (self.max_instances >= 1, "max-instances must be >= 1"),
-            (self.first_byte_timeout_secs >= 0, "first-byte-timeout-secs must be >= 0"),
-            (self.stream_idle_timeout_secs >= 0, "stream-idle-timeout-secs must be >= 0"),
-            (self.retry_max_retries >= 0, "retry-max-retries must be >= 0"),
-            (self.retry_initial_backoff_secs >= 0, "retry-initial-backoff-secs must be >= 0"),
             (self.retry_max_backoff_secs >= self.retry_initial_backoff_secs,
              "retry-max-backoff-secs must be >= retry-initial-backoff-secs"),
-            (self.breaker_failure_threshold >= 0, "breaker-failure-threshold must be >= 0"),
-            (self.breaker_success_threshold >= 1, "breaker-success-threshold must be >= 1"),
-            (self.breaker_cooldown_secs > 0, "breaker-cooldown-secs must be > 0"),
-            (self.max_concurrent_requests >= 0, "max-concurrent-requests must be >= 0"),
-            (self.queue_size >= 0, "queue-size must be >= 0"),
-            (self.queue_timeout_secs > 0, "queue-timeout-secs must be > 0"),
-            (self.shutdown_grace_period_secs >= 0, "shutdown-grace-period-secs must be >= 0"),
-            (self.log_level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"),
-             f"log-level must be debug, info, warning or error, got {self.log_level!r}"),
-            (self.log_format in ("text", "json"), f"log-format must be text or json, got {self.log_format!r}"),
         ]
-        for ok, message in checks:
+        for ok, message in cross:
             if not ok:
                 raise ConfigError(message)
         from .policies import available_policies  # late: policies import nothing of ours but errors
@@ -188,58 +257,46 @@ class RouterConfig:
         return dataclasses.replace(self, **changes)
 
 
-# YAML (section, key) -> RouterConfig field. Go router names first, ours after.
-YAML_KEYS: dict[tuple[str, str], str] = {
-    ("server", "host"): "host",
-    ("server", "port"): "port",
-    ("server", "splitwise"): "splitwise",
-    ("server", "request-timeout-secs"): "request_timeout_secs",
-    ("server", "max-body-bytes"): "max_body_bytes",
-    ("server", "api-key"): "api_key",
-    ("server", "admin-api-key"): "admin_api_key",
-    ("server", "max-instances"): "max_instances",
-    ("server", "max-concurrent-requests"): "max_concurrent_requests",
-    ("server", "queue-size"): "queue_size",
-    ("server", "queue-timeout-secs"): "queue_timeout_secs",
-    ("server", "shutdown-grace-period-secs"): "shutdown_grace_period_secs",
-    ("manager", "health-failure-threshold"): "health_failure_threshold",
-    ("manager", "health-success-threshold"): "health_success_threshold",
-    ("manager", "health-check-timeout-secs"): "health_check_timeout_secs",
-    ("manager", "health-check-interval-secs"): "health_check_interval_secs",
-    ("manager", "health-check-endpoint"): "health_check_endpoint",
-    ("manager", "health-pool-size"): "health_pool_size",
-    ("scheduler", "policy"): "policy",
-    ("scheduler", "prefill-policy"): "prefill_policy",
-    ("scheduler", "decode-policy"): "decode_policy",
-    ("scheduler", "policy-options"): "policy_options",
-    ("scheduler", "metrics-scrape-interval-secs"): "metrics_scrape_interval_secs",
-    ("upstream", "connect-timeout-secs"): "connect_timeout_secs",
-    ("upstream", "max-connections"): "max_connections",
-    ("upstream", "max-connections-per-host"): "max_connections_per_host",
-    ("upstream", "keepalive-timeout-secs"): "keepalive_timeout_secs",
-    ("upstream", "first-byte-timeout-secs"): "first_byte_timeout_secs",
-    ("upstream", "stream-idle-timeout-secs"): "stream_idle_timeout_secs",
-    ("upstream", "retry-max-retries"): "retry_max_retries",
-    ("upstream", "disable-retries"): "disable_retries",
-    ("upstream", "retry-initial-backoff-secs"): "retry_initial_backoff_secs",
-    ("upstream", "retry-max-backoff-secs"): "retry_max_backoff_secs",
-    ("upstream", "breaker-failure-threshold"): "breaker_failure_threshold",
-    ("upstream", "breaker-success-threshold"): "breaker_success_threshold",
-    ("upstream", "breaker-cooldown-secs"): "breaker_cooldown_secs",
-    ("log", "level"): "log_level",
-    ("log", "format"): "log_format",
-}
-
-_FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(RouterConfig)}
+def _settings() -> dict[str, Setting]:
+    out = {}
+    for f in dataclasses.fields(RouterConfig):
+        section, key, help_text, rules = f.metadata["setting"]
+        dashed = f.name.replace("_", "-")
+        out[f.name] = Setting(section, key or dashed, f"--{dashed}", help_text, **rules)
+    return out
 
 
-def _coerce(name: str, value: Any, where: str) -> Any:
-    """Check a YAML value against the field's type; YAML gives ints, floats, bools, strings."""
-    kind = _FIELD_TYPES[name]
-    if kind == "Mapping[str, Any]":
+SETTINGS: dict[str, Setting] = _settings()
+"""RouterConfig field name -> its Setting, in declaration order."""
+
+FIELD_TYPES: dict[str, str] = {f.name: str(f.type) for f in dataclasses.fields(RouterConfig)}
+"""RouterConfig field name -> its annotation, as written (``"int"``, ``"str | None"`` ...)."""
+
+
+def yaml_keys() -> dict[tuple[str, str], str]:
+    """(section, key) -> RouterConfig field, for every setting that has a YAML key."""
+    return {(s.section, s.key): name for name, s in SETTINGS.items() if s.section is not None}
+
+
+def default_of(name: str) -> Any:
+    """The default value of a RouterConfig field."""
+    f = RouterConfig.__dataclass_fields__[name]
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+
+
+def _one_of(choices: tuple[str, ...]) -> str:
+    return ", ".join(choices[:-1]) + f" or {choices[-1]}" if len(choices) > 1 else choices[0]
+
+
+def coerce(name: str, value: Any, where: str) -> Any:
+    """Check a YAML (or flag) value against the field's type; YAML gives ints, floats, bools, strings."""
+    kind = FIELD_TYPES[name]
+    if kind.startswith("Mapping"):
         if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
             raise ConfigError(f"{where}: expected a mapping of option names to values, got {value!r}")
-        return dict(value)
+        return FrozenOptions(value)
+    if value is None and "None" in kind:
+        return None
     if kind == "bool":
         if not isinstance(value, bool):
             raise ConfigError(f"{where}: expected true or false, got {value!r}")
@@ -275,15 +332,16 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping of sections (server, manager, scheduler ...)")
+    keys = yaml_keys()
     values: dict[str, Any] = {}
     for section, body in data.items():
         if not isinstance(body, dict):
             raise ConfigError(f"{path}: section {section!r} must be a mapping")
         for key, value in body.items():
-            name = YAML_KEYS.get((str(section), str(key)))
+            name = keys.get((str(section), str(key)))
             if name is None:
                 raise ConfigError(f"{path}: unknown key {section}.{key}")
-            values[name] = _coerce(name, value, f"{path}: {section}.{key}")
+            values[name] = coerce(name, value, f"{path}: {section}.{key}")
     return values
 
 
@@ -310,3 +368,9 @@ def parse_worker_urls(urls: list[str] | tuple[str, ...]) -> tuple[InstanceInfo, 
         except BadRequest as exc:
             raise ConfigError(f"--worker-urls: {exc.message}") from None
     return tuple(out)
+
+
+__all__ = [
+    "FIELD_TYPES", "SETTINGS", "ConfigError", "FrozenOptions", "RouterConfig", "Setting", "coerce", "default_of",
+    "load_config_file", "load_instances_file", "parse_worker_urls", "setting", "yaml_keys",
+]

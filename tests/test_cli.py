@@ -11,7 +11,7 @@ import sys
 
 import aiohttp
 
-from fdrouter.cli import _SERVE_FLAGS, main
+from fdrouter.cli import main, serve_flags
 from fdrouter.testing import free_port
 
 
@@ -28,7 +28,7 @@ def test_help_lists_the_serve_command():
 def test_serve_help_documents_every_flag():
     result = _run("serve", "--help")
     assert result.returncode == 0
-    flags = [flag for flag, *_ in _SERVE_FLAGS] + ["--config", "--register-config", "--worker-urls", "--splitwise"]
+    flags = serve_flags() + ["--config", "--register-config", "--worker-urls", "--policy-option"]
     missing = [f for f in flags if f not in result.stdout]
     assert not missing
 

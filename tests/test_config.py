@@ -134,3 +134,54 @@ def test_admin_key_comes_from_the_environment(monkeypatch):
 def test_bad_hardening_values_are_config_errors(argv, needle):
     with pytest.raises(ConfigError, match=needle):
         _config(argv)
+
+
+def test_every_setting_is_reachable_from_yaml_and_from_its_flag_with_the_same_meaning(tmp_path):
+    from fdrouter.config import FIELD_TYPES, SETTINGS, default_of
+
+    samples = {"int": 7, "float": 7.5, "bool": True, "str": "x", "str | None": "secret"}
+    for name, spec in SETTINGS.items():
+        kind = FIELD_TYPES[name]
+        if spec.section is None or kind not in samples:
+            continue
+        value = samples[kind]
+        if spec.choices:
+            value = spec.choices[-1]
+        elif name.endswith("policy"):
+            value = "round_robin"
+        elif name == "health_check_endpoint":
+            value = "/x"
+        elif name == "max_body_bytes":
+            value = 4096
+        elif name == "retry_initial_backoff_secs":
+            value = 0.5  # must stay below retry-max-backoff-secs' default of 1
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(f"{spec.section}:\n  {spec.key}: {value if kind != 'bool' else 'true'}\n")
+        from_yaml = getattr(_config(["--config", str(path)]), name)
+        flag = [spec.flag] if kind == "bool" else [spec.flag, str(value)]
+        from_flag = getattr(_config(flag), name)
+        assert from_yaml == from_flag == value != default_of(name), name
+
+
+def test_the_config_is_immutable_and_hashable_policy_options_included():
+    a = RouterConfig(policy="cache_aware", policy_options={"cache_threshold": 0.5})
+    b = RouterConfig(policy="cache_aware", policy_options={"cache_threshold": 0.5})
+    assert a == b and hash(a) == hash(b) and len({a, b}) == 1
+    with pytest.raises(TypeError):
+        a.policy_options["cache_threshold"] = 0.9  # type: ignore[index]
+    with pytest.raises(AttributeError):
+        a.port = 1  # type: ignore[misc]
+    assert a.options_for("cache_aware") == {"cache_threshold": 0.5}
+
+
+def test_serve_help_gives_every_settings_help_text_and_default():
+    from fdrouter.config import SETTINGS
+
+    def squeeze(text: str) -> str:  # argparse re-wraps lines, also after hyphens
+        return "".join(text.split())
+
+    text = squeeze(build_parser()._subparsers._group_actions[0].choices["serve"].format_help())
+    for spec in SETTINGS.values():
+        if spec.section is not None and spec.key != "policy-options":
+            assert squeeze(spec.help) in text, spec.flag
+    assert squeeze("(default 9000)") in text and squeeze("(default: $FDROUTER_API_KEY, else none)") in text
