@@ -12,15 +12,20 @@ import asyncio
 class RouterError(Exception):
     """Root of every error the router answers a client with."""
 
-    status = 500
-    type = "internal_error"
-    code = "internal_error"
+    status: int = 500
+    type: str = "internal_error"
+    code: str = "internal_error"
+    instance: str | None = None
+    """URL of the instance the error came from, if one did (set by the router's leg bookkeeping);
+    retries skip it, and only errors that carry one are retried."""
 
-    def __init__(self, message: str, *, code: str | None = None) -> None:
+    def __init__(self, message: str, *, code: str | None = None, instance: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         if code is not None:
             self.code = code
+        if instance is not None:
+            self.instance = instance
 
     def to_dict(self) -> dict:
         """The OpenAI error shape: ``{"error": {"message", "type", "code"}}``."""
@@ -49,6 +54,24 @@ class NotFound(RouterError):
     status = 404
     type = "not_found_error"
     code = "not_found"
+
+
+class MethodNotAllowed(RouterError):
+    """The path exists but not with this HTTP method."""
+
+    status = 405
+    type = "invalid_request_error"
+    code = "method_not_allowed"
+
+
+class HttpError(RouterError):
+    """Any other HTTP-level refusal of the web framework (e.g. a malformed request), with its status."""
+
+    type = "invalid_request_error"
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message, code=f"http_{status}")
+        self.status = status
 
 
 class PayloadTooLarge(RouterError):
@@ -132,11 +155,10 @@ class UpstreamStatus(RouterError):
     code = "upstream_status"
 
     def __init__(self, status: int, body: bytes, content_type: str, *, instance: str, leg: str) -> None:
-        super().__init__(f"{leg} instance {instance} answered HTTP {status}")
+        super().__init__(f"{leg} instance {instance} answered HTTP {status}", instance=instance)
         self.status = status
         self.body = body
         self.content_type = content_type
-        self.instance = instance
         self.leg = leg
 
 
@@ -146,3 +168,23 @@ class ClientDisconnected(RouterError):
     status = 499
     type = "client_closed_request"
     code = "client_closed_request"
+
+
+__all__ = [
+    "BadRequest",
+    "ClientDisconnected",
+    "HttpError",
+    "InstanceUnhealthy",
+    "MethodNotAllowed",
+    "NoHealthyInstance",
+    "NotFound",
+    "PayloadTooLarge",
+    "RouterError",
+    "ShuttingDown",
+    "TooManyInstances",
+    "TooManyRequests",
+    "Unauthorized",
+    "UpstreamError",
+    "UpstreamStatus",
+    "UpstreamTimeout",
+]

@@ -71,8 +71,7 @@ class Router:
         needs = frozenset().union(*(p.needs for p in self.policies.values()))
         self._needs_text = bool(needs & {"prompt_text", "prompt_tokens"})
         self._session_headers = tuple(
-            dict.fromkeys(getattr(p, "session_header", "x-session-id") for p in self.policies.values()
-                          if "session_key" in p.needs)
+            dict.fromkeys(p.session_header for p in self.policies.values() if "session_key" in p.needs)
         )
         self.scraper = (
             MetricsScraper(self.registry, self.upstream, interval=config.metrics_scrape_interval_secs)
@@ -173,9 +172,7 @@ class Router:
         log.info("deregistered %s instance %s", state.role.value, state.url)
         self.metrics.forget_instance(state.url)
         for policy in self.policies.values():
-            forget = getattr(policy, "forget", None)  # optional hook: drop per-instance state
-            if forget is not None:
-                forget(state.url)
+            policy.forget(state.url)
         return state
 
     # -- generation --------------------------------------------------------------------
@@ -241,6 +238,7 @@ class Router:
             except RouterError as error:
                 if not self._retryable(error, sink, retries):
                     raise
+                assert error.instance is not None  # _retryable() retries only errors that name one
                 failed.add(error.instance)
                 if not all(self._candidates(role, facts.now, failed) for role in self.needed_roles()):
                     raise  # nowhere else to go: the client gets this attempt's error
@@ -256,7 +254,7 @@ class Router:
         """Retry only what failed before the client saw a byte, and only instance failures."""
         if retries >= self._max_retries or sink.prepared or sink.finished:
             return False
-        if getattr(error, "instance", None) is None:
+        if error.instance is None:
             return False
         if isinstance(error, UpstreamStatus):
             return error.status in _RETRY_STATUSES
@@ -312,8 +310,8 @@ class Router:
         except ClientDisconnected:
             raise  # the client left: says nothing about the instance
         except RouterError as error:
-            if getattr(error, "instance", None) is None:
-                error.instance = instance.url  # type: ignore[attr-defined]
+            if error.instance is None:
+                error.instance = instance.url
             outcome = not _instance_failed(error)
             if not outcome:
                 self.metrics.observe_upstream_error(instance.url, error.code)

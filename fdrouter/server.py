@@ -19,6 +19,8 @@ from .admission import AdmissionControl
 from .config import RouterConfig
 from .errors import (
     ClientDisconnected,
+    HttpError,
+    MethodNotAllowed,
     NoHealthyInstance,
     NotFound,
     PayloadTooLarge,
@@ -70,14 +72,10 @@ def _http_exception_error(request: web.Request, exc: web.HTTPException) -> Route
     if exc.status == 404:
         return NotFound(f"no route for {request.method} {request.path}")
     if exc.status == 405:
-        error = RouterError(f"method {request.method} is not allowed on {request.path}", code="method_not_allowed")
-        error.status, error.type = 405, "invalid_request_error"
-        return error
+        return MethodNotAllowed(f"method {request.method} is not allowed on {request.path}")
     if exc.status == 413:
         return PayloadTooLarge(f"request body is over the limit of {config.max_body_bytes} bytes")
-    error = RouterError(exc.reason or "HTTP error", code=f"http_{exc.status}")
-    error.status, error.type = exc.status, "invalid_request_error"
-    return error
+    return HttpError(exc.status, exc.reason or "HTTP error")
 
 
 @web.middleware

@@ -14,10 +14,12 @@ routable instances; a policy reads only ``url``, ``in_flight``, ``in_flight_toke
 ``remote`` of them, so the simulator can pass its own objects. ``choose`` is a plain
 function: it must not await, touch sockets or read clocks (time comes in ``facts.now``).
 ``needs`` tells the router what to extract or run: ``prompt_tokens``/``prompt_text`` (parse
-the prompt), ``session_key`` (read the session header or ``user``), ``remote_metrics`` (run
-the background ``/metrics`` scraper that fills ``Candidate.remote``). A policy that keeps
-per-instance state may define ``forget(url)``: the router calls it when that instance is
-deregistered.
+the prompt), ``session_key`` (read the ``session_header`` header, else the body's ``user``),
+``remote_metrics`` (run the background ``/metrics`` scraper that fills ``Candidate.remote``).
+``forget(url)`` is called when that instance is deregistered, so a policy that keeps
+per-instance state drops it. ``BasePolicy`` gives the defaults (no needs, ``x-session-id``,
+nothing to forget); ``choose`` is generic (``Sequence[C] -> C``): it returns one of the very
+objects it was given.
 
 Built in: random, round_robin, request_num, process_tokens, power_of_two (simple.py);
 fd_metrics_score, remote_metrics (metrics.py); cache_aware (cache_aware.py, radix.py);
@@ -46,7 +48,7 @@ import logging
 from importlib.metadata import entry_points
 from typing import Any
 
-from .base import FACTS, Candidate, Policy, RemoteMetrics, RoutingFacts
+from .base import DEFAULT_SESSION_HEADER, FACTS, BasePolicy, Candidate, Policy, RemoteMetrics, RoutingFacts
 from .cache_aware import CacheAware
 from .metrics import FdMetricsScore, RemoteMetricsScore
 from .session import SessionAffinity
@@ -60,7 +62,11 @@ _entry_points_loaded = False
 
 
 def register_policy(cls: type) -> type:
-    """Class decorator: make a policy available by its ``name``."""
+    """Class decorator: make a policy available by its ``name``.
+
+    A class that does not derive from ``BasePolicy`` is registered as a subclass that mixes the
+    protocol's defaults in (``session_header``, ``forget``); the decorator returns ``cls`` itself.
+    """
     name = getattr(cls, "name", None)
     if not isinstance(name, str) or not name:
         raise TypeError(f"policy class {cls.__name__} needs a non-empty 'name' class attribute")
@@ -69,7 +75,9 @@ def register_policy(cls: type) -> type:
     needs = getattr(cls, "needs", None)
     if not isinstance(needs, (set, frozenset)) or not needs <= FACTS:
         raise TypeError(f"policy class {cls.__name__}: 'needs' must be a subset of {sorted(FACTS)}, got {needs!r}")
-    _REGISTRY[name] = cls
+    _REGISTRY[name] = cls if issubclass(cls, BasePolicy) else type(cls.__name__, (cls, BasePolicy), {
+        "__module__": cls.__module__, "__doc__": cls.__doc__, "__qualname__": cls.__qualname__,
+    })
     return cls
 
 
@@ -138,6 +146,6 @@ for _cls in (RandomChoice, RoundRobin, RequestNum, ProcessTokens, PowerOfTwo,
     register_policy(_cls)
 
 __all__ = [
-    "FACTS", "Candidate", "Policy", "RemoteMetrics", "RoutingFacts", "available_policies", "least_loaded",
+    "DEFAULT_SESSION_HEADER", "FACTS", "BasePolicy", "Candidate", "Policy", "RemoteMetrics", "RoutingFacts", "available_policies", "least_loaded",
     "make_policy", "policy_options", "register_policy",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from typing import ClassVar, Protocol, TypeVar
 
 # Routing facts a policy may ask for in ``needs``; the router extracts only those.
 FACTS = frozenset({"prompt_tokens", "prompt_text", "session_key", "remote_metrics"})
@@ -52,10 +52,43 @@ class RoutingFacts:
     """The caller's clock (event-loop time in the router, simulated time in the simulator)."""
 
 
+C = TypeVar("C", bound=Candidate)
+"""The caller's candidate type: ``choose`` returns one of the objects it was given (the router's
+``InstanceState``, the simulator's ``SimInstance``), so both type-check without casts."""
+
+DEFAULT_SESSION_HEADER = "x-session-id"
+
+
 class Policy(Protocol):
-    """One signature for every policy: pick one of ``candidates`` (never empty)."""
+    """One signature for every policy: pick one of ``candidates`` (never empty).
+
+    ``session_header`` and ``forget`` have defaults in ``BasePolicy``; a registered class that
+    does not derive from it gets them anyway (``register_policy`` mixes them in).
+    """
 
     name: ClassVar[str]
     needs: ClassVar[frozenset[str]]
+    session_header: str
+    """Request header the router reads the session key from (policies that need ``session_key``)."""
 
-    def choose(self, candidates: Sequence[Candidate], facts: RoutingFacts) -> Candidate: ...
+    def choose(self, candidates: Sequence[C], facts: RoutingFacts) -> C: ...
+
+    def forget(self, url: str) -> None:
+        """Drop per-instance state: the router calls it when ``url`` is deregistered."""
+
+
+class BasePolicy:
+    """The protocol's defaults: no routing facts, the ``x-session-id`` header, nothing to forget."""
+
+    name: ClassVar[str] = ""
+    needs: ClassVar[frozenset[str]] = frozenset()
+    session_header: str = DEFAULT_SESSION_HEADER
+
+    def choose(self, candidates: Sequence[C], facts: RoutingFacts) -> C:
+        raise NotImplementedError
+
+    def forget(self, url: str) -> None:
+        """Nothing to drop by default."""
+
+
+__all__ = ["DEFAULT_SESSION_HEADER", "FACTS", "BasePolicy", "C", "Candidate", "Policy", "RemoteMetrics", "RoutingFacts"]

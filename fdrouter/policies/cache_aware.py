@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
-from .base import Candidate, RoutingFacts
+from .base import BasePolicy, C, Candidate, RoutingFacts
 from .radix import RadixTree
 from .simple import least_loaded
 
@@ -19,7 +20,7 @@ DEFAULT_EVICTION_INTERVAL_SECS = 120.0
 DEFAULT_MAX_TREE_SIZE = 2**26
 
 
-class CacheAware:
+class CacheAware(BasePolicy):
     """Route to the instance most likely to hold the prompt's prefix in its KV cache.
 
     Rule, per request (SGLang's ``cache_aware`` policy):
@@ -40,7 +41,7 @@ class CacheAware:
     """
 
     name = "cache_aware"
-    needs: frozenset[str] = frozenset({"prompt_text"})
+    needs: ClassVar[frozenset[str]] = frozenset({"prompt_text"})
 
     def __init__(
         self,
@@ -81,7 +82,7 @@ class CacheAware:
         """Drop everything recorded for an instance (the router calls this on deregistration)."""
         self.tree.remove_tenant(url)
 
-    def choose(self, candidates: Sequence[Candidate], facts: RoutingFacts) -> Candidate:
+    def choose(self, candidates: Sequence[C], facts: RoutingFacts) -> C:
         now = facts.now
         if self._next_eviction is None:
             self._next_eviction = now + self.eviction_interval_secs

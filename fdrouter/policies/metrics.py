@@ -9,8 +9,9 @@ path; its docs warn that this is slow, so neither policy here fetches anything.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
-from .base import Candidate, RoutingFacts
+from .base import BasePolicy, C, Candidate, RoutingFacts
 
 # FastDeploy Go router: scheduler.waiting-weight defaults to 1 (internal/config/config.go).
 DEFAULT_WAITING_WEIGHT = 1.0
@@ -39,7 +40,7 @@ def local_score(in_flight: int, *, waiting_weight: float, max_running: int) -> f
     return running + waiting * waiting_weight
 
 
-class FdMetricsScore:
+class FdMetricsScore(BasePolicy):
     """Lowest ``running + waiting * waiting_weight``, from the router's in-flight counts.
 
     running = min(in_flight, max_running), waiting = max(0, in_flight - max_running).
@@ -52,13 +53,13 @@ class FdMetricsScore:
     """
 
     name = "fd_metrics_score"
-    needs: frozenset[str] = frozenset()
+    needs: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, *, waiting_weight: float = DEFAULT_WAITING_WEIGHT,
                  max_running: int = DEFAULT_MAX_RUNNING) -> None:
         self.waiting_weight, self.max_running = _check_weights(waiting_weight, max_running)
 
-    def choose(self, candidates: Sequence[Candidate], facts: RoutingFacts) -> Candidate:
+    def choose(self, candidates: Sequence[C], facts: RoutingFacts) -> C:
         w, m = self.waiting_weight, self.max_running
         return min(
             candidates,
@@ -66,7 +67,7 @@ class FdMetricsScore:
         )
 
 
-class RemoteMetricsScore:
+class RemoteMetricsScore(BasePolicy):
     """Lowest ``running + waiting * waiting_weight`` from each instance's last ``/metrics`` scrape.
 
     A scrape is up to one interval old, and every request sent since is missing from it: on
@@ -88,7 +89,7 @@ class RemoteMetricsScore:
     """
 
     name = "remote_metrics"
-    needs: frozenset[str] = frozenset({"remote_metrics"})
+    needs: ClassVar[frozenset[str]] = frozenset({"remote_metrics"})
 
     def __init__(self, *, waiting_weight: float = DEFAULT_WAITING_WEIGHT,
                  max_running: int = DEFAULT_MAX_RUNNING,
@@ -106,6 +107,6 @@ class RemoteMetricsScore:
             return max(local, remote.running + remote.waiting * self.waiting_weight)
         return local
 
-    def choose(self, candidates: Sequence[Candidate], facts: RoutingFacts) -> Candidate:
+    def choose(self, candidates: Sequence[C], facts: RoutingFacts) -> C:
         now = facts.now
         return min(candidates, key=lambda c: (self.score(c, now), c.in_flight))

@@ -6,11 +6,11 @@ import hashlib
 import math
 from bisect import bisect_right
 from collections.abc import Sequence
+from typing import ClassVar
 
-from .base import Candidate, RoutingFacts
+from .base import DEFAULT_SESSION_HEADER, BasePolicy, C, RoutingFacts
 from .simple import least_loaded
 
-DEFAULT_SESSION_HEADER = "x-session-id"
 # 160 points per instance, as ketama (libmemcached) places servers on its ring.
 DEFAULT_VIRTUAL_NODES = 160
 # No instance above 1.25x the average load, as in Vimeo's HAProxy deployment of the
@@ -36,7 +36,7 @@ class _Ring:
         self.n = len(set(urls))
 
 
-class SessionAffinity:
+class SessionAffinity(BasePolicy):
     """Requests of one session go to one instance, unless that instance is overloaded.
 
     Each instance owns ``virtual_nodes`` points on a hash ring; a session key hashes to a
@@ -51,7 +51,7 @@ class SessionAffinity:
     """
 
     name = "session_affinity"
-    needs: frozenset[str] = frozenset({"session_key"})
+    needs: ClassVar[frozenset[str]] = frozenset({"session_key"})
 
     def __init__(
         self,
@@ -79,7 +79,7 @@ class SessionAffinity:
             ring = self._rings[urls] = _Ring(urls, self.virtual_nodes)
         return ring
 
-    def choose(self, candidates: Sequence[Candidate], facts: RoutingFacts) -> Candidate:
+    def choose(self, candidates: Sequence[C], facts: RoutingFacts) -> C:
         key = facts.session_key
         if not key or len(candidates) == 1:
             return least_loaded(candidates)

@@ -4,64 +4,65 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from typing import ClassVar
 
-from .base import Candidate, RoutingFacts
+from .base import BasePolicy, C, RoutingFacts
 
 
-def least_loaded(candidates: Sequence[Candidate]) -> Candidate:
+def least_loaded(candidates: Sequence[C]) -> C:
     """Fewest in-flight requests; ties go to the earliest candidate."""
     return min(candidates, key=lambda c: c.in_flight)
 
 
-class RandomChoice:
+class RandomChoice(BasePolicy):
     """Uniformly random: FastDeploy's first router's only policy."""
 
     name = "random"
-    needs: frozenset[str] = frozenset()
+    needs: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, *, seed: int | None = None) -> None:
         self._rng = random.Random(seed)
 
-    def choose(self, candidates: Sequence[Candidate], facts: RoutingFacts) -> Candidate:
+    def choose(self, candidates: Sequence[C], facts: RoutingFacts) -> C:
         return candidates[self._rng.randrange(len(candidates))]
 
 
-class RoundRobin:
+class RoundRobin(BasePolicy):
     """Each candidate in turn; the counter survives candidate-list changes."""
 
     name = "round_robin"
-    needs: frozenset[str] = frozenset()
+    needs: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self) -> None:
         self._next = 0
 
-    def choose(self, candidates: Sequence[Candidate], facts: RoutingFacts) -> Candidate:
+    def choose(self, candidates: Sequence[C], facts: RoutingFacts) -> C:
         choice = candidates[self._next % len(candidates)]
         self._next += 1
         return choice
 
 
-class RequestNum:
+class RequestNum(BasePolicy):
     """Fewest in-flight requests; ties go to the earliest candidate (FastDeploy's decode default)."""
 
     name = "request_num"
-    needs: frozenset[str] = frozenset()
+    needs: ClassVar[frozenset[str]] = frozenset()
 
-    def choose(self, candidates: Sequence[Candidate], facts: RoutingFacts) -> Candidate:
+    def choose(self, candidates: Sequence[C], facts: RoutingFacts) -> C:
         return least_loaded(candidates)
 
 
-class ProcessTokens:
+class ProcessTokens(BasePolicy):
     """Fewest in-flight prompt tokens, then fewest requests (FastDeploy's prefill default)."""
 
     name = "process_tokens"
-    needs: frozenset[str] = frozenset({"prompt_tokens"})
+    needs: ClassVar[frozenset[str]] = frozenset({"prompt_tokens"})
 
-    def choose(self, candidates: Sequence[Candidate], facts: RoutingFacts) -> Candidate:
+    def choose(self, candidates: Sequence[C], facts: RoutingFacts) -> C:
         return min(candidates, key=lambda c: (c.in_flight_tokens, c.in_flight))
 
 
-class PowerOfTwo:
+class PowerOfTwo(BasePolicy):
     """Two distinct random candidates; the one with fewer in-flight requests wins.
 
     Ties go to the first one drawn, as in FastDeploy's Go router
@@ -70,12 +71,12 @@ class PowerOfTwo:
     """
 
     name = "power_of_two"
-    needs: frozenset[str] = frozenset()
+    needs: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, *, seed: int | None = None) -> None:
         self._rng = random.Random(seed)
 
-    def choose(self, candidates: Sequence[Candidate], facts: RoutingFacts) -> Candidate:
+    def choose(self, candidates: Sequence[C], facts: RoutingFacts) -> C:
         n = len(candidates)
         if n == 1:
             return candidates[0]

@@ -139,6 +139,22 @@ def test_register_policy_makes_a_new_class_available_to_make_policy(clean_regist
     assert policy_options("first_candidate") == {"label": "x"}
 
 
+def test_a_registered_class_without_the_protocol_defaults_gets_them_mixed_in(clean_registry):
+    assert not hasattr(FirstCandidate, "forget")
+    assert register_policy(FirstCandidate) is FirstCandidate  # the decorator leaves the class alone
+    policy = make_policy("first_candidate")
+    policy.forget("http://10.0.0.1:8000")  # the router calls it on every deregistration
+    assert policy.session_header == "x-session-id"
+    assert not hasattr(FirstCandidate, "forget")
+
+
+def test_every_built_in_policy_has_the_whole_protocol():
+    for name in available_policies():
+        policy = make_policy(name)
+        assert isinstance(policy.session_header, str) and policy.session_header
+        assert callable(policy.forget) and callable(policy.choose)
+
+
 def test_register_policy_rejects_a_class_without_a_name_or_with_unknown_needs(clean_registry):
     class Nameless:
         needs: frozenset[str] = frozenset()
