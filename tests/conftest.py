@@ -7,6 +7,7 @@ no generation connection still lent out (DESIGN.md: "Counters always come back")
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -35,13 +36,23 @@ settings.register_profile("explore", derandomize=False, **_HYPOTHESIS_COMMON)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
-async def wait_until(predicate, timeout: float = 2.0, interval: float = 0.01) -> bool:
-    """Poll ``predicate`` until true or ``timeout``; bounded, returns the last answer."""
+async def wait_until(predicate, timeout: float = 10.0, interval: float = 0.01) -> bool:
+    """Poll ``predicate`` (a function or a coroutine function) until true or ``timeout``; bounded,
+    returns the last answer.
+
+    The timeout only costs time when the condition never comes true, so it is generous: on a
+    loaded 2-core machine what takes a millisecond can take a second, and that must not fail a test.
+    """
+
+    async def answer() -> bool:
+        result = predicate()
+        return bool(await result if inspect.isawaitable(result) else result)
+
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while not predicate():
+    while not await answer():
         if loop.time() >= deadline:
-            return bool(predicate())
+            return await answer()
         await asyncio.sleep(interval)
     return True
 
@@ -75,7 +86,7 @@ async def router_factory() -> AsyncIterator[Any]:
     try:
         for server in servers:
             # a cancelled handler finishes its cleanup a moment after the client saw the error
-            await wait_until(lambda s=server: not _leaks(s), timeout=2.0)
+            await wait_until(lambda s=server: not _leaks(s))
             problems = _leaks(server)
             assert not problems, f"router at {server.url} leaked: {'; '.join(problems)}"
     finally:

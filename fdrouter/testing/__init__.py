@@ -1,6 +1,6 @@
 """Test rig for fdrouter: a mock OpenAI-compatible LLM backend and a pytest plugin that hands it out.
 
-``from fdrouter.testing import MockBackend, MockBehavior, free_port``
+``from fdrouter.testing import MockBackend, MockBehavior, closed_port, free_port``
 """
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from fdrouter.testing.mock_backend import MockBackend, MockBehavior, free_port
+    from fdrouter.testing.mock_backend import MockBackend, MockBehavior, closed_port, free_port
 
-__all__ = ["MockBackend", "MockBehavior", "free_port"]
+__all__ = ["MockBackend", "MockBehavior", "closed_port", "free_port"]
 
 
 def __getattr__(name: str) -> Any:

@@ -29,12 +29,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import json
 import signal
 import socket
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import count
 from typing import Any
@@ -51,7 +52,7 @@ try:  # Probed once: uvloop only speeds up the CLI, nothing depends on it.
 except ImportError:  # pragma: no cover - uvloop is optional (the `speed` extra)
     uvloop = None
 
-__all__ = ["ROLES", "MockBackend", "MockBehavior", "free_port", "main"]
+__all__ = ["ROLES", "MockBackend", "MockBehavior", "closed_port", "free_port", "main"]
 
 ROLES = ("mixed", "prefill", "decode")
 
@@ -176,6 +177,11 @@ class MockBehavior:
     """Status of GET /health."""
     health_delay: float = 0.0
     """Seconds GET /health waits before answering: a slow or hung health endpoint."""
+    gate: asyncio.Event | None = None
+    """Generation requests that arrive while this is an unset Event wait for ``gate.set()`` (after
+    reading their body, counted in flight) before answering as the other fields say. Lets a test
+    decide when answers come instead of timing them: ``behavior.gate = asyncio.Event()``, send,
+    check what is in flight, then ``gate.set()``. None (the default): no wait."""
 
 
 class _Sequence:
@@ -499,8 +505,12 @@ class MockBackend:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    async def wait_for(self, predicate: Callable[[MockBackend], bool], timeout: float = 2.0) -> bool:
-        """Poll ``predicate(self)`` every 10 ms until it is true (True) or `timeout` seconds pass (False)."""
+    async def wait_for(self, predicate: Callable[[MockBackend], bool], timeout: float = 10.0) -> bool:
+        """Poll ``predicate(self)`` every 10 ms until it is true (True) or `timeout` seconds pass (False).
+
+        The default timeout is generous on purpose: it only costs time when the predicate never
+        comes true, and a loaded 2-core machine can take a second for what usually takes a millisecond.
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while not predicate(self):
@@ -619,6 +629,8 @@ class MockBackend:
         self.received_headers.append(request.headers)
 
         behavior = self.behavior
+        if behavior.gate is not None:
+            await behavior.gate.wait()  # ends when the test opens it, by cancellation, or close()
         if behavior.hang_before_headers:
             assert self._stopping is not None
             await self._stopping.wait()  # ends by cancellation (client gone) or close()
@@ -818,10 +830,38 @@ class MockBackend:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free on `host` a moment ago (bind to port 0 where you can: this can race)."""
+    """A TCP port that was free on `host` a moment ago.
+
+    It can race: another process may take the port before you bind it. Bind to port 0 and read
+    the bound port where you can; where a port must be known first, or must stay unanswered, use
+    `closed_port`.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def closed_port(host: str = "127.0.0.1", port: int = 0) -> Iterator[int]:
+    """Hold a TCP port on `host` (an IP address) bound but not listening; yield its number.
+
+    While held, connections to it are refused (nothing listens) and no other process can take
+    it: bind(0) never hands it out, and binding it explicitly fails unless the binder sets
+    SO_REUSEADDR. Such a server can still listen on it: asyncio's default on Unix, so MockBackend,
+    RouterServer, ``fdrouter serve --port`` and ``python -m fdrouter.testing.mock_backend --port``
+    all can. When that server stops, the port refuses connections again instead of reaching
+    whatever took it next. So a test gets "a port where nothing listens", or "the port a server
+    will start on (again)", without a race.
+
+    `port` 0 (the default) holds a port the kernel picks; another one raises OSError if anything
+    holds it already, even another ``closed_port``.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind((host, port))  # without SO_REUSEADDR: fails if any socket has the port
+        # set after bind: from now on a server that asks for SO_REUSEADDR may bind and listen here
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        yield sock.getsockname()[1]
 
 
 # -- command line ----------------------------------------------------------------------------------
