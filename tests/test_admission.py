@@ -98,7 +98,8 @@ async def test_a_full_queue_answers_429_at_once():
     with pytest.raises(TooManyRequests) as info:
         async with control.admit():
             pass
-    assert time.monotonic() - started < 0.5
+    # at once: queueing would wait out the 60 s queue timeout; 5 s is no bound on speed
+    assert time.monotonic() - started < 5
     error = info.value
     assert (error.status, error.retry_after, error.reason) == (429, 3, "queue_full")
     assert "queue full" in error.message
@@ -121,7 +122,9 @@ async def test_waiting_longer_than_the_queue_timeout_answers_429_and_leaves_the_
         async with control.admit():
             pass
     waited = time.monotonic() - started
-    assert 0.04 < waited < 1.0
+    # no earlier than the timeout (a timer cannot fire early); the upper bound only tells "the
+    # timeout fired" from "waited for the slot", which never frees: 40x the timeout, for load
+    assert 0.04 < waited < 2.0
     assert info.value.reason == "queue_timeout"
     assert "waited 0.05 s" in info.value.message
     assert (control.active, control.queued) == (1, 0)

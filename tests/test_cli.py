@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,7 +13,6 @@ import sys
 import aiohttp
 
 from fdrouter.cli import main, serve_flags
-from fdrouter.testing import free_port
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
@@ -54,17 +54,17 @@ def test_unparseable_number_is_an_argparse_error():
 
 async def test_serve_runs_routes_to_worker_urls_and_exits_cleanly_on_sigterm(mock_backend_factory):
     backend = await mock_backend_factory()
-    port = free_port()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "fdrouter", "serve", "--port", str(port), "--worker-urls", backend.url,
+    proc = await asyncio.create_subprocess_exec(  # port 0: it picks a free port and prints its URL
+        sys.executable, "-m", "fdrouter", "serve", "--port", "0", "--worker-urls", backend.url,
         "--log-level", "warning", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:
-        line = await asyncio.wait_for(proc.stdout.readline(), timeout=20)
-        assert f"127.0.0.1:{port}" in line.decode()
+        line = (await asyncio.wait_for(proc.stdout.readline(), timeout=30)).decode()
+        match = re.fullmatch(r"fdrouter listening on (http://127\.0\.0\.1:[1-9]\d*)\n", line)
+        assert match, line
         async with aiohttp.ClientSession() as session:
-            async with session.post(f"http://127.0.0.1:{port}/v1/completions", json={"prompt": "hi"}) as resp:
+            async with session.post(match.group(1) + "/v1/completions", json={"prompt": "hi"}) as resp:
                 assert resp.status == 200
         assert backend.requests_total == 1
         proc.send_signal(signal.SIGTERM)

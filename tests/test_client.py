@@ -8,22 +8,23 @@ import pytest
 
 from fdrouter import RouterConfig, RouterServer, keep_registered, register_instance, register_instance_sync
 from fdrouter.client import RegistrationError
-from fdrouter.testing import free_port
+from fdrouter.testing import closed_port
 
 from .conftest import wait_until
 
 
 async def test_register_instance_retries_until_the_router_is_up(mock_backend_factory):
     backend = await mock_backend_factory()
-    port = free_port()
-    task = asyncio.create_task(register_instance(f"http://127.0.0.1:{port}", backend.register_info(),
-                                                 retries=20, backoff_secs=0.05, max_backoff_secs=0.1))
-    await asyncio.sleep(0.3)  # the router is not there yet: attempts fail and are retried
-    assert not task.done()
-    async with RouterServer(RouterConfig(port=port)) as server:
-        answer = await asyncio.wait_for(task, timeout=10)
-        assert answer["status"] == "success"
-        assert len(server.router.registry.all()) == 1
+    with closed_port() as port:  # refuses connections until the router listens there
+        task = asyncio.create_task(register_instance(f"http://127.0.0.1:{port}", backend.register_info(),
+                                                     retries=1000, backoff_secs=0.01, max_backoff_secs=0.01))
+        # the router is not there yet: attempts fail and are retried (a window for a wrong early exit)
+        await asyncio.sleep(0.3)
+        assert not task.done()
+        async with RouterServer(RouterConfig(port=port)) as server:
+            answer = await asyncio.wait_for(task, timeout=30)
+            assert answer["status"] == "success"
+            assert len(server.router.registry.all()) == 1
 
 
 async def test_register_instance_does_not_retry_a_4xx(router_factory, mock_backend_factory):
@@ -35,13 +36,13 @@ async def test_register_instance_does_not_retry_a_4xx(router_factory, mock_backe
 
 
 async def test_register_instance_gives_up_after_the_retries():
-    with pytest.raises(RegistrationError, match="after 3 attempts"):
-        await register_instance(f"http://127.0.0.1:{free_port()}", {"role": "mixed"}, retries=2, backoff_secs=0.01)
+    with closed_port() as port, pytest.raises(RegistrationError, match="after 3 attempts"):
+        await register_instance(f"http://127.0.0.1:{port}", {"role": "mixed"}, retries=2, backoff_secs=0.01)
 
 
-def test_register_instance_sync_works_without_a_loop(mock_backend_factory=None):
-    with pytest.raises(RegistrationError):
-        register_instance_sync(f"http://127.0.0.1:{free_port()}", {}, retries=0)
+def test_register_instance_sync_works_without_a_loop():
+    with closed_port() as port, pytest.raises(RegistrationError):
+        register_instance_sync(f"http://127.0.0.1:{port}", {}, retries=0)
 
 
 async def test_register_instance_sync_refuses_inside_a_running_loop():
@@ -51,15 +52,16 @@ async def test_register_instance_sync_refuses_inside_a_running_loop():
 
 async def test_keep_registered_re_registers_after_a_router_restart(mock_backend_factory):
     backend = await mock_backend_factory()
-    port = free_port()
-    async with RouterServer(RouterConfig(port=port)) as first:
-        keeper = asyncio.create_task(keep_registered(first.url, backend.register_info(), interval_secs=0.05,
-                                                     retries=0, timeout_secs=1))
-        try:
-            assert await wait_until(lambda: len(first.router.registry.all()) == 1, timeout=3)
-            await first.close()
-            async with RouterServer(RouterConfig(port=port)) as second:  # a fresh router knows nobody
-                assert await wait_until(lambda: len(second.router.registry.all()) == 1, timeout=3)
-        finally:
-            keeper.cancel()
-            await asyncio.gather(keeper, return_exceptions=True)
+    # held for the whole test: between the two routers nobody else can start listening on it
+    with closed_port() as port:
+        async with RouterServer(RouterConfig(port=port)) as first:
+            keeper = asyncio.create_task(keep_registered(first.url, backend.register_info(), interval_secs=0.05,
+                                                         retries=0, timeout_secs=1))
+            try:
+                assert await wait_until(lambda: len(first.router.registry.all()) == 1)
+                await first.close()
+                async with RouterServer(RouterConfig(port=port)) as second:  # a fresh router knows nobody
+                    assert await wait_until(lambda: len(second.router.registry.all()) == 1)
+            finally:
+                keeper.cancel()
+                await asyncio.gather(keeper, return_exceptions=True)

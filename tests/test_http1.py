@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from fdrouter.http1 import ConnectError, Http1Pool, ResponseBroken
-from fdrouter.testing import MockBehavior, free_port
+from fdrouter.testing import MockBehavior, closed_port
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
 
@@ -65,20 +65,29 @@ async def test_sequential_requests_reuse_one_keep_alive_connection(pool, mock_ba
 
 
 async def test_chunked_sse_body_arrives_whole_and_in_pieces(pool, mock_backend_factory):
-    backend = await mock_backend_factory(behavior=MockBehavior(output_tokens=5, token_delay=0.01))
-    resp = await pool.post(backend.host, backend.port, b"/v1/completions", b'{"prompt": "x", "stream": true}')
+    backend = await mock_backend_factory(behavior=MockBehavior(output_tokens=5))
+    stream = b'{"prompt": "x", "stream": true}'
+    resp = await pool.post(backend.host, backend.port, b"/v1/completions", stream)
     assert resp.content_type == "text/event-stream"
-    chunks = [chunk async for chunk in resp.iter_chunks()]
+    body = b"".join([chunk async for chunk in resp.iter_chunks()])
     resp.release()
-    assert len(chunks) >= 5
-    assert b"".join(chunks).endswith(b"data: [DONE]\n\n")
+    assert body.count(b"data: ") == 5 + 2 and body.endswith(b"data: [DONE]\n\n")  # tokens, finish, [DONE]
+    # in pieces: events come out while the answer is still open (it stays open until we leave),
+    # not only once it is complete; counting chunks instead would depend on how TCP split them
+    backend.behavior.stall_after_chunks = 2
+    resp = await pool.post(backend.host, backend.port, b"/v1/completions", stream)
+    pieces, received = resp.iter_chunks(), b""
+    while received.count(b"data: ") < 2:
+        received += await anext(pieces)
+    assert b"[DONE]" not in received
+    resp.close()
 
 
 async def test_releasing_an_unfinished_answer_closes_the_connection(pool, mock_backend_factory):
     backend = await mock_backend_factory(behavior=MockBehavior(output_tokens=500, token_delay=0.01))
     resp = await pool.post(backend.host, backend.port, b"/v1/completions", b'{"prompt": "x", "stream": true}')
     resp.release()  # body not read: this connection must not be reused
-    assert await backend.wait_for(lambda b: b.disconnects == 1, timeout=1.0)
+    assert await backend.wait_for(lambda b: b.disconnects == 1)
     backend.behavior.output_tokens = 1
     resp = await pool.post(backend.host, backend.port, b"/v1/completions", b'{"prompt": "x"}')
     await resp.read()
@@ -147,7 +156,9 @@ async def test_total_timeout_fires_mid_body_and_frees_the_connection():
         await asyncio.sleep(5)
 
     async with RawServer(handler) as server:
-        pool = Http1Pool(limit=4, total_timeout=0.2)
+        # the headers come back within a few loop turns; 1 s is far above even a loaded machine's
+        # stalls (so the timeout cannot fire before them), and far below the handler's 5 s of silence
+        pool = Http1Pool(limit=4, total_timeout=1.0)
         resp = await pool.post("127.0.0.1", server.port, b"/", b"{}")
         with pytest.raises(TimeoutError):
             await resp.read()
@@ -161,8 +172,8 @@ async def test_connection_limit_makes_extra_requests_wait(mock_backend_factory):
     pool = Http1Pool(limit=2)
     tasks = [asyncio.create_task(pool.post(backend.host, backend.port, b"/v1/completions", b"{}"))
              for _ in range(3)]
-    assert await backend.wait_for(lambda b: b.requests_in_flight == 2, timeout=2)
-    await asyncio.sleep(0.05)
+    assert await backend.wait_for(lambda b: b.requests_in_flight == 2)
+    await asyncio.sleep(0.05)  # a window for a third connection that must not come
     assert pool.acquired == 2 and backend.connections_accepted == 2
     await pool.close()  # wakes every waiter: nothing hangs
     results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=2)
@@ -190,5 +201,5 @@ async def test_large_bodies_pass_intact_through_backpressure(pool):
 
 
 async def test_connect_failure_is_a_connect_error_and_lends_nothing(pool):
-    with pytest.raises(ConnectError, match="refused"):
-        await pool.post("127.0.0.1", free_port(), b"/", b"{}")
+    with closed_port() as port, pytest.raises(ConnectError, match="refused"):
+        await pool.post("127.0.0.1", port, b"/", b"{}")

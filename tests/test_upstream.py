@@ -10,7 +10,7 @@ from aioresponses import aioresponses
 
 from fdrouter.config import RouterConfig
 from fdrouter.errors import UpstreamError, UpstreamTimeout
-from fdrouter.testing import MockBehavior, free_port
+from fdrouter.testing import MockBehavior, closed_port
 from fdrouter.upstream import UpstreamClient
 
 URL = "http://10.9.9.9:8000"
@@ -57,8 +57,7 @@ async def test_probe_is_false_when_the_connection_fails(client):
 
 
 async def test_generation_connection_refused_names_the_leg_and_the_cause(client):
-    port = free_port()  # nothing listens there
-    with pytest.raises(UpstreamError) as info:
+    with closed_port() as port, pytest.raises(UpstreamError) as info:  # nothing listens there
         async with client.post("127.0.0.1", port, "/v1/completions", b"{}", leg="prefill"):
             pass
     assert info.value.status == 502
@@ -75,7 +74,7 @@ async def test_generation_timeout_becomes_upstream_timeout_and_closes_the_connec
                 pass
         assert isinstance(info.value, asyncio.TimeoutError) and "decode" in info.value.message
         assert upstream.acquired_connections() == 0
-    assert await backend.wait_for(lambda b: b.disconnects == 1, timeout=1.0)
+    assert await backend.wait_for(lambda b: b.disconnects == 1)
 
 
 # aioresponses 0.7.9 cannot build a ClientResponse on aiohttp 3.14 (missing stream_writer), and the
@@ -96,7 +95,7 @@ async def test_errors_that_are_not_upstream_pass_unchanged_and_close_the_respons
         async with client.post(backend.host, backend.port, "/v1/completions", b'{"prompt": "x", "stream": true}',
                                leg="mixed"):
             raise KeyError("ours")
-    assert await backend.wait_for(lambda b: b.disconnects == 1, timeout=1.0)
+    assert await backend.wait_for(lambda b: b.disconnects == 1)
     assert client.acquired_connections() == 0
 
 

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import compat
 from compat import profiles
+from fdrouter.testing import closed_port
 
 WORKER = Path(__file__).with_name("allreduce_worker.py")
 LAUNCH_TIMEOUT_S = 90
@@ -73,22 +76,38 @@ def test_decode_alltoall_transpose_raises_under_the_suite_profile_too(paddle):
         compat.decode_alltoall_transpose(paddle.ones([1, 2]), out=paddle.ones([1, 2]))
 
 
+@contextlib.contextmanager
+def _consecutive_ports(n: int) -> Iterator[int]:
+    """The first of ``n`` consecutive loopback ports, each held by `closed_port` until the block ends.
+
+    Left to itself, paddle.distributed.launch checks that ports are free and lets go of them
+    before its workers bind them, seconds later: a race with every other process on the machine.
+    Given ``--ips 127.0.0.1 --start_port P`` it uses P (the rendezvous store) and P + 1 for rank 1,
+    which it binds with SO_REUSEADDR, over the held ports.
+    """
+    while True:
+        with contextlib.ExitStack() as held:
+            start = held.enter_context(closed_port())
+            try:
+                for offset in range(1, n):
+                    held.enter_context(closed_port(port=start + offset))
+            except OSError:
+                continue  # a neighbour is taken: start elsewhere
+            yield start
+            return
+
+
 def test_all_reduce_sums_across_two_gloo_ranks_with_the_suite_profiles_path(
     tmp_path, child_env, suite_profile, expected_paths
 ):
-    command = [
-        sys.executable, "-m", "paddle.distributed.launch",
-        "--nproc_per_node", "2",
-        "--log_dir", str(tmp_path / "log"),
-        str(WORKER), str(tmp_path),
-    ]  # fmt: skip
-    try:
-        result = subprocess.run(
-            command, cwd=tmp_path, env=child_env(suite_profile), capture_output=True, text=True,
-            timeout=LAUNCH_TIMEOUT_S,
-        )  # fmt: skip
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"2-rank launch did not finish in {LAUNCH_TIMEOUT_S} s; logs:\n{_worker_logs(tmp_path)}")
+    with _consecutive_ports(2) as start_port:
+        command = [
+            sys.executable, "-m", "paddle.distributed.launch",
+            "--nproc_per_node", "2", "--ips", "127.0.0.1", "--start_port", str(start_port),
+            "--log_dir", str(tmp_path / "log"),
+            str(WORKER), str(tmp_path),
+        ]  # fmt: skip
+        result = _launch(command, tmp_path, child_env(suite_profile))
     assert result.returncode == 0, f"launch failed:\n{result.stdout[-3000:]}\n{_worker_logs(tmp_path)}"
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
 
@@ -101,6 +120,15 @@ def test_all_reduce_sums_across_two_gloo_ranks_with_the_suite_profiles_path(
         assert seen["fleet_mp1_returned_as_is"] is True
         assert seen["group_over_fleet_sum"] == [3.0, 3.0]
     assert [seen["fleet_mp1_values"] for seen in ranks] == [[1.0, 1.0], [2.0, 2.0]]
+
+
+def _launch(command: list[str], tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(
+            command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT_S,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"2-rank launch did not finish in {LAUNCH_TIMEOUT_S} s; logs:\n{_worker_logs(tmp_path)}")
 
 
 def _worker_logs(tmp_path: Path) -> str:

@@ -7,6 +7,7 @@ every wait is bounded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest_asyncio
+
+from fdrouter.testing import closed_port
 
 _URL = re.compile(rb"http://127\.0\.0\.1:(\d+)")
 START_TIMEOUT = 30.0  # a cold interpreter importing aiohttp + prometheus on a busy 2-core box
@@ -58,11 +61,21 @@ class Proc:
 
 
 class Spawner:
-    """Starts ``python -m fdrouter.testing.mock_backend`` and ``python -m fdrouter serve`` processes."""
+    """Starts ``python -m fdrouter.testing.mock_backend`` and ``python -m fdrouter serve`` processes.
+
+    Each listens on a port held by `closed_port` until teardown (both bind with SO_REUSEADDR):
+    when a test kills one, its port refuses connections, as a dead process's should, instead of
+    being free for another process on the machine to take and answer on.
+    """
 
     def __init__(self, logdir: Path) -> None:
         self.logdir = logdir
         self.procs: list[Proc] = []
+        self._ports = contextlib.ExitStack()
+
+    def hold_port(self) -> int:
+        """A port held until teardown, for a process to listen on (and to be restarted on)."""
+        return self._ports.enter_context(closed_port())
 
     async def _start(self, name: str, argv: list[str]) -> Proc:
         log = self.logdir / f"{name}-{len(self.procs)}.log"
@@ -88,17 +101,17 @@ class Spawner:
         return proc
 
     async def backend(self, *args: str) -> Proc:
-        """A mock backend process (``--port 0`` unless given)."""
+        """A mock backend process (on a `hold_port` unless ``--port`` is given)."""
         argv = ["-m", "fdrouter.testing.mock_backend", *args]
         if "--port" not in args:
-            argv += ["--port", "0"]
+            argv += ["--port", str(self.hold_port())]
         return await self._start("backend", argv)
 
     async def router(self, *args: str) -> Proc:
-        """An ``fdrouter serve`` process (``--port 0`` unless given; warnings only in its log)."""
+        """An ``fdrouter serve`` process (on a `hold_port` unless ``--port`` is given; warnings only in its log)."""
         argv = ["-m", "fdrouter", "serve", *args]
         if "--port" not in args:
-            argv += ["--port", "0"]
+            argv += ["--port", str(self.hold_port())]
         if "--log-level" not in args:
             argv += ["--log-level", "warning"]
         return await self._start("router", argv)
@@ -110,6 +123,7 @@ class Spawner:
                 await proc.wait(10)
             except TimeoutError:  # pragma: no cover - a zombie we cannot do more about
                 pass
+        self._ports.close()
 
 
 @pytest_asyncio.fixture

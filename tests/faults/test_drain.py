@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from fdrouter.client import keep_registered
-from fdrouter.testing import MockBehavior, free_port
+from fdrouter.testing import MockBehavior
 
 from .conftest import poll
 
@@ -50,7 +50,8 @@ async def _refused(port: int) -> bool:
     """True if a TCP connection to the port is refused (ECONNREFUSED): nothing listens any more.
 
     An accepted connection is closed again and counts as not refused; so does a reset, which is
-    a connection that raced with the listener closing.
+    a connection that raced with the listener closing. The spawner holds the router's port, so
+    no other process can be listening there instead.
     """
     try:
         _, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -120,7 +121,7 @@ async def test_streams_still_running_when_the_grace_period_ends_get_an_error_eve
 
 async def test_keep_registered_registers_again_with_a_restarted_router_on_the_same_port(spawn, mock_backend_factory):
     backend = await mock_backend_factory()
-    port = free_port()
+    port = spawn.hold_port()  # nobody else can take it while the router is down
     router = await spawn.router("--port", str(port))
     url = f"http://127.0.0.1:{port}"
 
@@ -140,11 +141,12 @@ async def test_keep_registered_registers_again_with_a_restarted_router_on_the_sa
             assert await poll(listed, timeout=10), "never registered with the first router"
             router.kill()
             assert await router.wait(5) == -signal.SIGKILL
-            await asyncio.sleep(0.5)  # a few failed rounds against the dead port
+            await asyncio.sleep(0.5)  # a few failed rounds against the dead port: a window to end wrongly
             assert not task.done(), "keep_registered ended while the router was down"
             restarted = await spawn.router("--port", str(port))
             restarted_at = time.monotonic()
-            assert await poll(listed, timeout=5), "not registered with the restarted router within 5 s"
+            # it re-registers every 0.2 s: 15 s leaves a loaded machine room for many rounds
+            assert await poll(listed, timeout=15), "not registered with the restarted router within 15 s"
             print(f"\nkeep_registered: listed by the restarted router {time.monotonic() - restarted_at:.2f}s "
                   "after it printed its URL")
             assert restarted.process.returncode is None

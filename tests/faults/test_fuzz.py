@@ -18,11 +18,11 @@ After every registration, every URL in ``/registered`` must be a plain ``http://
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import ipaddress
 import json
 import re
-import socket
 import threading
 from dataclasses import dataclass
 
@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 from fdrouter import RouterConfig, RouterServer
 from fdrouter.errors import BadRequest
 from fdrouter.instances import InstanceInfo
-from fdrouter.testing import MockBackend, MockBehavior
+from fdrouter.testing import MockBackend, MockBehavior, closed_port
 
 from .conftest import is_openai_error, sse_data
 
@@ -89,8 +89,8 @@ def live():
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="fuzz-router-loop", daemon=True)
     thread.start()
-    closed = socket.socket()
-    closed.bind(("127.0.0.1", 0))  # bound, never listening: connections to it are refused
+    held = contextlib.ExitStack()
+    closed = held.enter_context(closed_port())  # bound, never listening: connections to it are refused
 
     async def start() -> Live:
         backends = [await MockBackend(behavior=MockBehavior(output_tokens=TOKENS)).start() for _ in range(2)]
@@ -99,11 +99,12 @@ def live():
         server = await RouterServer(config, shutdown_timeout=2.0).start()
         for backend in backends:
             await server.router.register(backend.register_info())
-        return Live(loop, server, backends, closed.getsockname()[1])
+        return Live(loop, server, backends, closed)
 
     async def stop(state: Live) -> list[str]:
         router = state.server.router
-        for _ in range(200):  # a cancelled handler finishes its cleanup a moment after the client left
+        deadline = loop.time() + 10  # a cancelled handler finishes its cleanup a moment after the client left
+        while loop.time() < deadline:
             if router.in_flight() == 0 and router.upstream.acquired_connections() == 0:
                 break
             await asyncio.sleep(0.01)
@@ -126,7 +127,7 @@ def live():
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()
-        closed.close()
+        held.close()
 
 
 # -- strategies ------------------------------------------------------------------------------

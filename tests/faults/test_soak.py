@@ -13,7 +13,8 @@ import pytest
 
 from .conftest import classify, open_fds, poll, rss_bytes
 
-TOKENS = 16  # per answer (max_tokens); a dropped stream asks for all of the backend's 400 (1.6 s)
+TOKENS = 16  # per answer (max_tokens); a dropped stream asks for all of the backend's 4000 (16 s)
+BACKEND_TOKENS = 4000  # so a dropped stream is surely still running when its client hangs up
 CONCURRENCY = 32
 WARMUP_SECS = 5.0
 LOAD_SECS = 25.0
@@ -60,13 +61,35 @@ async def _load(url: str, seconds: float, seed: int, samples: list | None = None
     return outcomes
 
 
+async def _settled_fds(pid: int, at_most: int | None) -> int:
+    """The process's fd count once hung-up client connections and cut upstreams have finished closing.
+
+    Waits (bounded, 10 s) for the count to be ``at_most`` or less; without a bound (a reference
+    reading) for it to stop falling over half a second. Not a fixed sleep: on a loaded machine
+    closing can take longer, and a reading taken too early would fail the test or loosen it.
+    """
+    previous = None
+
+    async def done() -> bool:
+        nonlocal previous
+        fds = open_fds(pid)
+        if at_most is not None:
+            return fds <= at_most
+        stable, previous = fds == previous, fds
+        return stable
+
+    await poll(done, timeout=10, interval=0.1 if at_most is not None else 0.5)
+    return open_fds(pid)
+
+
 def _gauges(text: str, name: str) -> list[float]:
     return [float(m.group(1)) for m in re.finditer(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M)]
 
 
 @pytest.mark.once
 async def test_thirty_seconds_of_load_with_disconnects_leave_fds_memory_and_counters_where_they_were(spawn):
-    backends = [await spawn.backend("--output-tokens", "400", "--token-delay", "0.004") for _ in range(2)]
+    backends = [await spawn.backend("--output-tokens", str(BACKEND_TOKENS), "--token-delay", "0.004")
+                for _ in range(2)]
     router = await spawn.router("--worker-urls", *(b.url for b in backends), "--max-concurrent-requests", "64",
                                 "--health-check-interval-secs", "1")
     pid = router.pid
@@ -85,17 +108,16 @@ async def test_thirty_seconds_of_load_with_disconnects_leave_fds_memory_and_coun
                     and _gauges(metrics, "fdrouter_admission_active") == [0.0]
                     and _gauges(metrics, "fdrouter_admission_queued") == [0.0])
 
-        async def settled() -> tuple[int, int]:
+        async def settled(fds_at_most: int | None = None) -> tuple[int, int]:
             assert await poll(idle, timeout=10, interval=0.2), f"router not idle after load: {await state()}"
-            await asyncio.sleep(1.0)  # hung-up client connections and cut upstreams finish closing
-            return open_fds(pid), rss_bytes(pid)
+            return await _settled_fds(pid, fds_at_most), rss_bytes(pid)
 
         fds_start, rss_start = open_fds(pid), rss_bytes(pid)
         warm = await _load(router.url, WARMUP_SECS, seed=1)
         fds_warm, rss_warm = await settled()
         samples: list[tuple[int, int]] = []
         main = await _load(router.url, LOAD_SECS, seed=2, samples=samples, pid=pid)
-        fds_end, rss_end = await settled()
+        fds_end, rss_end = await settled(fds_at_most=fds_warm + FD_SLACK)
         instances, metrics = await state()
 
     outcomes = warm + main

@@ -149,8 +149,11 @@ def test_a_request_with_a_2000_character_prompt_costs_well_under_a_millisecond()
     prompts = [rng.choice(heads) + "".join(rng.choices(string.ascii_letters, k=500)) for _ in range(4_000)]
     for i, text in enumerate(prompts[:2_000]):
         policy.choose(group, facts(text, now=i * 0.01))
-    start = time.perf_counter()
+    # This thread's CPU time, not the wall clock: other processes on a loaded machine cannot inflate
+    # it. A request costs ~10 us, so the bound is a guard against a costlier algorithm (a walk
+    # over the whole tree), not a speed target: those belong to the benchmarks.
+    start = time.thread_time()
     for i, text in enumerate(prompts[2_000:]):
         policy.choose(group, facts(text, now=20 + i * 0.01))
-    per_request = (time.perf_counter() - start) / 2_000
-    assert per_request < 300e-6, f"{per_request * 1e6:.0f} us per request"
+    per_request = (time.thread_time() - start) / 2_000
+    assert per_request < 300e-6, f"{per_request * 1e6:.0f} us of CPU per request"

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
+from ..conftest import wait_until
+
+# The cooldown in the half-open tests: "still open" is checked a few ms after the circuit opened,
+# so 1 s leaves a loaded machine plenty of room; "half-open" is waited for, not slept into.
+COOLDOWN = 1.0
 
 
 async def _circuit(c, backend) -> str:
     async with c.http.get(c.url + "/registered") as resp:
         instances = (await resp.json())["instances"]
     return next(i["circuit"] for i in instances if i["url"] == backend.url)
+
+
+async def _half_open(c, backend) -> bool:
+    return await _circuit(c, backend) == "half_open"
 
 
 async def test_failures_open_the_circuit_before_any_health_check(cluster):
@@ -27,15 +35,14 @@ async def test_failures_open_the_circuit_before_any_health_check(cluster):
 
 async def test_open_circuit_half_opens_after_cooldown_and_closes_after_successes(cluster):
     c = await cluster(mixed=2, policy="round_robin", breaker_failure_threshold=1, breaker_success_threshold=2,
-                      breaker_cooldown_secs=0.3, disable_retries=True, health_check_interval_secs=60)
+                      breaker_cooldown_secs=COOLDOWN, disable_retries=True, health_check_interval_secs=60)
     bad, _ = c.backends
     bad.behavior.fail_status = 500
     while (await c.chat())[0] != 500:
         pass
     assert await _circuit(c, bad) == "open"
     bad.behavior.fail_status = None  # it recovers
-    await asyncio.sleep(0.4)
-    assert await _circuit(c, bad) == "half_open"
+    assert await wait_until(lambda: _half_open(c, bad), interval=0.05)
     for _ in range(6):
         assert (await c.chat())[0] == 200
     assert await _circuit(c, bad) == "closed"
@@ -43,14 +50,15 @@ async def test_open_circuit_half_opens_after_cooldown_and_closes_after_successes
 
 
 async def test_a_failed_trial_reopens_the_circuit(cluster):
-    c = await cluster(mixed=2, policy="round_robin", breaker_failure_threshold=1, breaker_cooldown_secs=0.2,
+    c = await cluster(mixed=2, policy="round_robin", breaker_failure_threshold=1, breaker_cooldown_secs=COOLDOWN,
                       disable_retries=True, health_check_interval_secs=60)
     bad, _ = c.backends
     bad.behavior.fail_status = 500
     while (await c.chat())[0] != 500:
         pass
-    await asyncio.sleep(0.3)
+    assert await wait_until(lambda: _half_open(c, bad), interval=0.05)
     bad.reset_stats()
+    # these four take a few ms, well inside the new cooldown: a second trial cannot come in between
     statuses = [(await c.chat())[0] for _ in range(4)]
     assert bad.requests_total == 1 and statuses.count(500) == 1  # one trial, it failed
     assert await _circuit(c, bad) == "open"

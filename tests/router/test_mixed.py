@@ -60,15 +60,20 @@ async def test_completions_endpoint_is_routed_too(cluster):
 
 
 async def test_requests_spread_over_instances_by_in_flight_count(cluster):
-    c = await cluster(mixed=2, behavior={"token_delay": 0.02, "output_tokens": 5})
-    results = await asyncio.gather(*(c.chat() for _ in range(10)))
+    # held at the backends until all ten are in: the counts cannot depend on which answers came first
+    c = await cluster(mixed=2, behavior={"output_tokens": 5, "gate": asyncio.Event()})
+    tasks = [asyncio.create_task(c.chat()) for _ in range(10)]
+    assert await wait_until(lambda: sum(b.requests_in_flight for b in c.backends) == 10)
+    assert sorted(b.requests_in_flight for b in c.backends) == [5, 5]
+    for backend in c.backends:
+        backend.behavior.gate.set()
+    results = await asyncio.gather(*tasks)
     assert all(status == 200 for status, _ in results)
-    counts = sorted(b.requests_total for b in c.backends)
-    assert counts == [5, 5]
+    assert sorted(b.requests_total for b in c.backends) == [5, 5]
 
 
-async def test_client_disconnect_mid_stream_closes_upstream_within_one_second(cluster):
-    c = await cluster(mixed=1, behavior={"output_tokens": 1000, "token_delay": 0.05})
+async def test_client_disconnect_mid_stream_closes_upstream_long_before_the_stream_would_end(cluster):
+    c = await cluster(mixed=1, behavior={"output_tokens": 1000, "token_delay": 0.05})  # a 50 s stream
     backend = c.backends[0]
     async with aiohttp.ClientSession() as client:
         resp = await client.post(c.url + "/v1/chat/completions",
@@ -77,8 +82,9 @@ async def test_client_disconnect_mid_stream_closes_upstream_within_one_second(cl
         await resp.content.readline()  # the stream is flowing
         assert backend.requests_in_flight == 1
         resp.close()  # the client hangs up mid-stream
-    assert await wait_until(lambda: backend.disconnects == 1, timeout=1.0), "backend never saw the disconnect"
-    assert await wait_until(lambda: c.server.router.in_flight() == 0, timeout=1.0)
+    # it takes milliseconds; 10 s is generous for a loaded machine and still 40 s short of the end
+    assert await wait_until(lambda: backend.disconnects == 1, timeout=10), "backend never saw the disconnect"
+    assert await wait_until(lambda: c.server.router.in_flight() == 0)
 
 
 async def test_client_disconnect_while_backend_hangs_before_headers_closes_upstream(cluster):
@@ -87,10 +93,10 @@ async def test_client_disconnect_while_backend_hangs_before_headers_closes_upstr
     async with aiohttp.ClientSession() as client:
         task = asyncio.create_task(client.post(c.url + "/v1/chat/completions",
                                                json={"messages": [{"role": "user", "content": "x"}]}))
-        assert await wait_until(lambda: backend.requests_in_flight == 1, timeout=2.0)
+        assert await wait_until(lambda: backend.requests_in_flight == 1)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-    assert await wait_until(lambda: backend.disconnects == 1, timeout=1.0), "backend never saw the disconnect"
+    assert await wait_until(lambda: backend.disconnects == 1), "backend never saw the disconnect"
 
 
 async def test_upstream_error_status_and_body_pass_through(cluster):
@@ -126,7 +132,7 @@ async def test_upstream_timeout_gives_504(cluster):
     status, body = await c.chat()
     assert status == 504
     assert body["error"]["code"] == "request_timeout"
-    assert await wait_until(lambda: c.backends[0].disconnects == 1, timeout=1.0)
+    assert await wait_until(lambda: c.backends[0].disconnects == 1)
 
 
 async def test_router_shutdown_closes_open_upstream_streams(router_factory, mock_backend_factory, http):
@@ -140,7 +146,7 @@ async def test_router_shutdown_closes_open_upstream_streams(router_factory, mock
                                  json={"messages": [{"role": "user", "content": "x"}], "stream": True})
         await resp.content.readline()
         await server.close()
-        assert await wait_until(lambda: backend.disconnects == 1, timeout=3.0)
+        assert await wait_until(lambda: backend.disconnects == 1)
         resp.close()
     finally:
         await client.close()

@@ -56,7 +56,7 @@ async def test_pd_streaming_returns_the_decode_stream(cluster):
     assert len(events) == 5 + 2 and events[-1] == "data: [DONE]"
 
 
-async def test_prefill_failure_cancels_hanging_decode_within_one_second(cluster):
+async def test_prefill_failure_cancels_hanging_decode_instead_of_waiting_for_its_timeout(cluster):
     c = await cluster(splitwise=True, prefill=1, decode=1, request_timeout_secs=60)
     (p,), (d,) = c.prefill, c.decode
     p.behavior.fail_status = 500
@@ -67,8 +67,10 @@ async def test_prefill_failure_cancels_hanging_decode_within_one_second(cluster)
     elapsed = loop.time() - start
     assert status == 500
     assert "error" in body
-    assert elapsed < 1.0, f"client waited {elapsed:.2f}s for a failed prefill"
-    assert await wait_until(lambda: d.disconnects == 1, timeout=1.0), "decode never saw the cancellation"
+    # milliseconds when the legs fail together; waiting for the hung decode would take the 60 s
+    # request timeout. 10 s tells the two apart with room for a loaded machine.
+    assert elapsed < 10, f"client waited {elapsed:.2f}s for a failed prefill"
+    assert await wait_until(lambda: d.disconnects == 1), "decode never saw the cancellation"
 
 
 async def test_prefill_connection_failure_cancels_decode_and_answers_502(cluster):
@@ -79,7 +81,7 @@ async def test_prefill_connection_failure_cancels_decode_and_answers_502(cluster
     status, body = await c.chat()
     assert status == 502
     assert "prefill" in body["error"]["message"]
-    assert await wait_until(lambda: d.disconnects == 1, timeout=1.0)
+    assert await wait_until(lambda: d.disconnects == 1)
 
 
 async def test_decode_failure_cancels_hanging_prefill(cluster):
@@ -89,23 +91,28 @@ async def test_decode_failure_cancels_hanging_prefill(cluster):
     d.behavior.fail_status = 503
     status, _ = await c.chat()
     assert status == 503
-    assert await wait_until(lambda: p.disconnects == 1, timeout=1.0)
+    assert await wait_until(lambda: p.disconnects == 1)
 
 
 async def test_prefill_failure_mid_decode_stream_ends_stream_with_error_event(cluster):
     c = await cluster(splitwise=True, prefill=1, decode=1)
     (p,), (d,) = c.prefill, c.decode
-    p.behavior.output_tokens = 50
-    p.behavior.token_delay = 0.02
-    p.behavior.reset_after_chunks = 1  # prefill's connection breaks while decode streams
+    # prefill answers only once the decode stream has reached the client, then its connection
+    # breaks: the failure surely comes mid-stream (timed delays would race the first decode chunk)
+    p.behavior.gate = asyncio.Event()
+    p.behavior.reset_after_chunks = 1
     d.behavior.output_tokens = 200
     d.behavior.token_delay = 0.02
     async with c.http.post(c.url + "/v1/chat/completions",
                            json={"messages": [{"role": "user", "content": "x"}], "stream": True}) as resp:
-        text = await resp.text()
+        assert resp.status == 200
+        first = await resp.content.readline()
+        assert first.startswith(b"data: {")
+        p.behavior.gate.set()
+        text = (first + await resp.content.read()).decode()
     assert "[DONE]" not in text
     assert '"error"' in text.strip().split("\n")[-1]
-    assert await wait_until(lambda: d.disconnects == 1, timeout=1.0)
+    assert await wait_until(lambda: d.disconnects == 1)
 
 
 async def test_splitwise_without_decode_instances_answers_503(cluster):
@@ -127,5 +134,5 @@ async def test_client_disconnect_mid_pd_stream_closes_both_legs(cluster):
                                  json={"messages": [{"role": "user", "content": "x"}], "stream": True})
         await resp.content.readline()
         resp.close()
-    assert await wait_until(lambda: d.disconnects == 1 and p.disconnects == 1, timeout=1.0)
-    assert await wait_until(lambda: c.server.router.in_flight() == 0, timeout=1.0)
+    assert await wait_until(lambda: d.disconnects == 1 and p.disconnects == 1)
+    assert await wait_until(lambda: c.server.router.in_flight() == 0)

@@ -38,7 +38,9 @@ async def test_stream_idle_before_the_first_chunk_answers_a_plain_504(cluster):
 
 
 async def test_stream_idle_timeout_mid_stream_sends_a_final_error_event(cluster):
-    c = await cluster(mixed=1, stream_idle_timeout_secs=0.3, disable_retries=True)
+    # 1 s: the two chunks come right after the headers; a loaded machine's stall must not let the
+    # timeout fire before them (that would be the plain 504 of the test above)
+    c = await cluster(mixed=1, stream_idle_timeout_secs=1.0, disable_retries=True)
     backend = c.backends[0]
     backend.behavior.output_tokens = 4
     backend.behavior.token_delay = 0.0
@@ -54,10 +56,11 @@ async def test_stream_idle_timeout_mid_stream_sends_a_final_error_event(cluster)
 
 
 async def test_total_request_timeout_ends_a_slow_stream_naming_itself(cluster):
-    c = await cluster(mixed=1, request_timeout_secs=0.5, stream_idle_timeout_secs=5)
+    # 1 s: the stream must have started by then (it starts within ms), and cannot have ended (5 s)
+    c = await cluster(mixed=1, request_timeout_secs=1.0, stream_idle_timeout_secs=5)
     backend = c.backends[0]
-    backend.behavior.output_tokens = 50
-    backend.behavior.token_delay = 0.05  # chunks keep coming, but the whole answer needs 2.5 s
+    backend.behavior.output_tokens = 100
+    backend.behavior.token_delay = 0.05  # chunks keep coming, but the whole answer needs 5 s
     payload = {"messages": [{"role": "user", "content": "x"}], "stream": True}
     async with c.http.post(c.url + "/v1/chat/completions", json=payload) as resp:
         assert resp.status == 200
