@@ -6,10 +6,10 @@ Embedding it in a running event loop (a notebook, a test, a model server)::
         print(server.url)
 """
 
-from .client import keep_registered, register_instance, register_instance_sync
 from .config import ConfigError, RouterConfig
 from .errors import RouterError
 from .instances import InstanceInfo, Role
+from .registration import keep_registered, register_instance, register_instance_sync
 from .router import Router
 from .server import RouterServer, build_app
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-log = logging.getLogger("fdrouter.periodic")
+log = logging.getLogger(__name__)
 
 
 class Periodic:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from .breaker import CircuitBreaker
 from .errors import TooManyInstances
-from .health import Health, HealthTracker, Transition
+from .health_state import Health, HealthTracker, Transition
 from .instances import InstanceInfo, Role
 from .policies.base import RemoteMetrics
 

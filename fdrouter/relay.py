@@ -12,7 +12,7 @@ from aiohttp import web
 
 from . import jsonutil
 from .errors import ClientDisconnected, RouterError
-from .http1 import Response
+from .generation_pool import Response
 
 _SSE = "text/event-stream"
 

@@ -29,19 +29,19 @@ from .errors import (
     UpstreamStatus,
     UpstreamTimeout,
 )
-from .health import Health
+from .health_monitor import HealthMonitor
+from .health_state import Health
 from .instances import InstanceInfo, Role
-from .metrics import InstanceRow, RouterMetrics
-from .monitor import HealthMonitor
+from .metrics_scraper import MetricsScraper
 from .pd import pd_request
 from .policies import RoutingFacts, make_policy
 from .registry import InstanceState, Registry
 from .relay import ClientSink
-from .scraper import MetricsScraper
+from .router_metrics import InstanceRow, RouterMetrics
 from .upstream import UpstreamClient
 from .validate import estimate_tokens, prompt_text
 
-log = logging.getLogger("fdrouter.router")
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 

@@ -31,12 +31,12 @@ from .errors import (
     UpstreamStatus,
 )
 from .logs import accept_request_id, reset_request_id, set_request_id
-from .metrics import RouterMetrics
 from .relay import ClientSink
 from .router import Router
+from .router_metrics import RouterMetrics
 from .validate import CHAT, COMPLETIONS, check_generation, parse_json_object
 
-log = logging.getLogger("fdrouter.server")
+log = logging.getLogger(__name__)
 
 ROUTER_KEY = web.AppKey("router", Router)
 CONFIG_KEY = web.AppKey("config", RouterConfig)

@@ -21,9 +21,9 @@ import aiohttp
 
 from .config import RouterConfig
 from .errors import RouterError, UpstreamError, UpstreamTimeout
-from .http1 import ConnectError, Http1Pool, Response, ResponseBroken, ResponseTimeout
+from .generation_pool import ConnectError, Http1Pool, Response, ResponseBroken, ResponseTimeout
 
-log = logging.getLogger("fdrouter.upstream")
+log = logging.getLogger(__name__)
 
 class UpstreamClient:
     """The router's two long-lived upstream pools. Use as an async context manager."""

@@ -22,7 +22,7 @@ def _run_without(names: tuple[str, ...], code: str) -> subprocess.CompletedProce
 
 def test_fdrouter_simulate_without_the_sim_extra_exits_2_with_one_line_naming_the_install_command():
     code = ("from fdrouter.cli import main\n"
-            "import fdrouter.sim.engine as e\n"
+            "import fdrouter.sim.simulator as e\n"
             "e.Simulator.run = lambda self: sys.exit('the simulation ran')\n"  # must not get this far
             "sys.exit(main(['simulate', '--requests', '100000']))\n")
     out = _run_without(("numpy", "pandas"), code)

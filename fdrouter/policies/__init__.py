@@ -50,7 +50,7 @@ from typing import Any
 
 from .base import DEFAULT_SESSION_HEADER, FACTS, BasePolicy, Candidate, Policy, RemoteMetrics, RoutingFacts
 from .cache_aware import CacheAware
-from .metrics import FdMetricsScore, RemoteMetricsScore
+from .load_score import FdMetricsScore, RemoteMetricsScore
 from .session import SessionAffinity
 from .simple import PowerOfTwo, ProcessTokens, RandomChoice, RequestNum, RoundRobin, least_loaded
 

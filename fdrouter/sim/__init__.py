@@ -16,8 +16,8 @@ pandas is imported only when results are built, never by ``import fdrouter.sim``
 """
 
 from .api import build_policies, simulate
-from .engine import ClusterConfig, Simulator
 from .results import SUMMARY_KEYS, SimResult
+from .simulator import ClusterConfig, Simulator
 from .trace import Trace, TraceError, load_trace
 from .workloads import Request, available_workloads, make_workload, synthetic_prompt
 

@@ -9,12 +9,12 @@ from typing import Any
 
 from .. import __version__
 from .. import policies as _policies
-from ..engine_model import EngineModel
 from ..extras import require
 from ..policies.base import Policy
-from .engine import ClusterConfig, Simulator
+from .engine_model import EngineModel
 from .instance import DECODE, MIXED, PREFILL
 from .results import SimResult, build_frame, summarize
+from .simulator import ClusterConfig, Simulator
 from .workloads import Request, make_workload
 
 DEFAULT_REQUESTS = 1000

@@ -11,7 +11,7 @@ always identical to ``text_block_hashes`` (a test checks).
 
 from __future__ import annotations
 
-from ..kvcache import CHARS_PER_TOKEN, text_block_hashes
+from .kvcache import CHARS_PER_TOKEN, text_block_hashes
 
 MEMO_SIZE = 2048
 """Texts remembered, least recently used forgotten first. Enough for a few shared system

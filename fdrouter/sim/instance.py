@@ -28,10 +28,10 @@ import heapq
 import math
 from collections import deque
 
-from ..engine_model import EngineModel
-from ..kvcache import PrefixCache
 from ..policies.base import RemoteMetrics
+from .engine_model import EngineModel
 from .events import Event, Kind
+from .kvcache import PrefixCache
 
 MIXED, PREFILL, DECODE = "mixed", "prefill", "decode"
 

@@ -28,8 +28,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import accumulate
 
-from ..kvcache import CHARS_PER_TOKEN
 from ..validate import estimate_tokens
+from .kvcache import CHARS_PER_TOKEN
 
 __all__ = ["Request", "available_workloads", "make_workload", "synthetic_prompt", "WORKLOADS"]
 

@@ -6,10 +6,10 @@ plays a PD role (prefill answers one token), can be told to misbehave at runtime
 `MockBehavior`, and counts what really happened on the wire: TCP connections, requests,
 client disconnects.
 
-Like a real engine it keeps a prefix KV cache (`fdrouter.kvcache.PrefixCache`) and reports the
+Like a real engine it keeps a prefix KV cache (`fdrouter.sim.kvcache.PrefixCache`) and reports the
 prompt tokens it found there as ``usage.prompt_tokens_details.cached_tokens``, OpenAI's field,
 so cache-aware routing can be measured end to end. With ``MockBehavior.engine`` set it also
-*times* like one (`fdrouter.engine_model.EngineModel`): continuous batching of at most
+*times* like one (`fdrouter.sim.engine_model.EngineModel`): continuous batching of at most
 ``max_batch`` sequences, prefill time growing with the uncached prompt tokens, decode steps
 growing with the batch. The discrete-event simulator uses the same two modules, so a live run
 on mocks and a simulation of it agree.
@@ -43,8 +43,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
-from fdrouter.engine_model import EngineModel
-from fdrouter.kvcache import CHARS_PER_TOKEN, PrefixCache, text_block_hashes, token_block_hashes
+from fdrouter.sim.engine_model import EngineModel
+from fdrouter.sim.kvcache import CHARS_PER_TOKEN, PrefixCache, text_block_hashes, token_block_hashes
 from fdrouter.validate import prompt_text
 
 try:  # Probed once: uvloop only speeds up the CLI, nothing depends on it.
@@ -957,7 +957,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     group = parser.add_argument_group(
         "engine model",
-        "Time requests like a serving engine (fdrouter.engine_model.EngineModel): continuous batching "
+        "Time requests like a serving engine (fdrouter.sim.engine_model.EngineModel): continuous batching "
         "of at most --max-batch sequences, the rest waiting FIFO; a request's prefill costs "
         "--prefill-base plus --prefill-per-token per prompt token not in the prefix cache; a decode "
         "step costs --decode-step plus --decode-per-seq per extra running sequence. The prefix "

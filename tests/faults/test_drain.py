@@ -9,7 +9,7 @@ import time
 import aiohttp
 import pytest
 
-from fdrouter.client import keep_registered
+from fdrouter.registration import keep_registered
 from fdrouter.testing import MockBehavior
 
 from .conftest import poll

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from fdrouter.kvcache import text_block_hashes
 from fdrouter.sim import Request, available_workloads, make_workload, synthetic_prompt
+from fdrouter.sim.kvcache import text_block_hashes
 from fdrouter.sim.workloads import WORKLOADS
 
 

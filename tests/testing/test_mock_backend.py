@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from fdrouter.engine_model import EngineModel
+from fdrouter.sim.engine_model import EngineModel
 from fdrouter.testing import MockBackend, MockBehavior, closed_port, free_port
 from fdrouter.testing.mock_backend import _behavior, _parser, _prompt_text, _Scheduler, _Sequence, main
 from fdrouter.testing.pytest_plugin import mock_backends

@@ -9,7 +9,7 @@ from .periodic import Periodic
 from .registry import InstanceState, Registry
 from .upstream import UpstreamClient
 
-log = logging.getLogger("fdrouter.health")
+log = logging.getLogger(__name__)
 
 
 class HealthMonitor(Periodic):

@@ -15,10 +15,10 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from ..engine_model import EngineModel
 from ..policies.base import Policy, RoutingFacts
 from ..validate import estimate_tokens
 from .blocks import BlockHasher
+from .engine_model import EngineModel
 from .events import Event, Kind
 from .instance import DECODE, MIXED, PREFILL, Job, SimInstance
 from .workloads import Request

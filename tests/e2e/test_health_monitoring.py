@@ -1,4 +1,4 @@
-"""The health state machine (pure) and the monitor against real mock backends."""
+"""The health monitor against real mock backends: thresholds in traffic, logging, timeouts, pool separation."""
 
 from __future__ import annotations
 
@@ -6,46 +6,10 @@ import asyncio
 import logging
 
 import aiohttp
-import pytest
 
-from fdrouter.health import Health, HealthTracker
+from fdrouter.health_state import Health
 
-from .conftest import wait_until
-
-
-def _run(tracker: HealthTracker, outcomes: str) -> list[Health]:
-    return [(tracker.observe(o == "+"), tracker.state)[1] for o in outcomes]
-
-
-def test_three_failures_make_an_instance_unhealthy_and_one_success_resets_the_count():
-    t = HealthTracker(failure_threshold=3, success_threshold=2)
-    assert _run(t, "--") == [Health.SUSPECT, Health.SUSPECT]
-    assert _run(t, "+") == [Health.HEALTHY]
-    assert _run(t, "---") == [Health.SUSPECT, Health.SUSPECT, Health.UNHEALTHY]
-
-
-def test_two_successes_readmit_and_a_failure_while_recovering_starts_over():
-    t = HealthTracker(failure_threshold=3, success_threshold=2, state=Health.UNHEALTHY)
-    assert _run(t, "+-+") == [Health.RECOVERING, Health.UNHEALTHY, Health.RECOVERING]
-    assert _run(t, "+") == [Health.HEALTHY]
-
-
-def test_transitions_are_reported_once():
-    t = HealthTracker(failure_threshold=1, success_threshold=1)
-    first = t.observe(False)
-    assert first is not None and (first.old, first.new) == (Health.HEALTHY, Health.UNHEALTHY)
-    assert t.observe(False) is None
-    assert t.observe(True).new is Health.HEALTHY
-    assert t.observe(True) is None
-
-
-def test_only_healthy_and_suspect_are_routable():
-    assert [h for h in Health if h.routable] == [Health.HEALTHY, Health.SUSPECT]
-
-
-def test_thresholds_below_one_are_rejected():
-    with pytest.raises(ValueError):
-        HealthTracker(failure_threshold=0, success_threshold=2)
+from ..conftest import wait_until
 
 
 async def test_failing_instance_is_taken_out_after_threshold_and_readmitted_on_recovery(cluster):
@@ -63,13 +27,13 @@ async def test_failing_instance_is_taken_out_after_threshold_and_readmitted_on_r
 
 
 async def test_state_changes_are_logged_once_not_every_round(cluster, caplog):
-    caplog.set_level(logging.INFO, logger="fdrouter.health")
+    caplog.set_level(logging.INFO, logger="fdrouter.health_monitor")
     c = await cluster(mixed=1, health_check_interval_secs=0.02)
     router = c.server.router
     c.backends[0].behavior.health_status = 500
     start = router.monitor.rounds
     assert await wait_until(lambda: router.monitor.rounds >= start + 10)
-    lines = [r.getMessage() for r in caplog.records if r.name == "fdrouter.health"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "fdrouter.health_monitor"]
     assert lines.count(f"instance {c.backends[0].url} (mixed): healthy -> suspect") == 1
     assert lines.count(f"instance {c.backends[0].url} (mixed): suspect -> unhealthy") == 1
     assert len(lines) == 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from fdrouter.metrics import InstanceRow, RouterMetrics
+from fdrouter.router_metrics import InstanceRow, RouterMetrics
 
 A, B = "http://10.0.0.1:8000", "http://10.0.0.2:8000"
 

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from fdrouter.http1 import ConnectError, Http1Pool, ResponseBroken
+from fdrouter.generation_pool import ConnectError, Http1Pool, ResponseBroken
 from fdrouter.testing import MockBehavior, closed_port
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fdrouter.policies import RemoteMetrics, RoutingFacts, make_policy
-from fdrouter.policies.metrics import local_score
+from fdrouter.policies.load_score import local_score
 
 from .candidates import Cand
 

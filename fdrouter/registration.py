@@ -9,7 +9,7 @@ from typing import Any
 
 import aiohttp
 
-log = logging.getLogger("fdrouter.client")
+log = logging.getLogger(__name__)
 
 
 class RegistrationError(RuntimeError):

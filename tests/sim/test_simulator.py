@@ -12,8 +12,6 @@ from collections.abc import Sequence
 import pandas as pd
 import pytest
 
-from fdrouter.engine_model import EngineModel
-from fdrouter.kvcache import text_block_hashes
 from fdrouter.policies import available_policies
 from fdrouter.policies.base import RoutingFacts
 from fdrouter.sim import (
@@ -26,6 +24,8 @@ from fdrouter.sim import (
     synthetic_prompt,
 )
 from fdrouter.sim.blocks import BlockHasher
+from fdrouter.sim.engine_model import EngineModel
+from fdrouter.sim.kvcache import text_block_hashes
 from fdrouter.sim.workloads import TextBank
 
 NO_CACHE = EngineModel(cache_blocks=0)

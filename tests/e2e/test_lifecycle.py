@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fdrouter import Router, RouterConfig, RouterServer
 from fdrouter.config import parse_worker_urls
-from fdrouter.health import Health
+from fdrouter.health_state import Health
 from fdrouter.testing import MockBackend, closed_port
 
 from ..conftest import wait_until

@@ -7,7 +7,7 @@ ever sends a POST with a body we already hold as bytes and relays the answer, so
 does exactly that: one ``transport.write`` per request, httptools (the C parser uvicorn uses)
 for the answer, one timer per request. aiohttp still serves the router and the control pool.
 
-Semantics the router relies on (tested in tests/test_http1.py):
+Semantics the router relies on (tested in tests/test_generation_pool.py):
 - a response is *released* (connection back to the idle list) only after its whole body was
   read and the server allows keep-alive; anything else *closes* (aborts) the connection, so
   the instance sees the disconnect and stops generating;

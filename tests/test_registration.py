@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from fdrouter import RouterConfig, RouterServer, keep_registered, register_instance, register_instance_sync
-from fdrouter.client import RegistrationError
+from fdrouter.registration import RegistrationError
 from fdrouter.testing import closed_port
 
 from .conftest import wait_until

@@ -6,7 +6,7 @@ import asyncio
 
 from fdrouter.server import ADMISSION_KEY
 
-from .conftest import wait_until
+from ..conftest import wait_until
 
 
 async def test_beyond_concurrency_and_queue_the_router_answers_429_with_retry_after(cluster):

@@ -19,7 +19,7 @@ from .policies.base import RemoteMetrics
 from .registry import InstanceState, Registry
 from .upstream import UpstreamClient
 
-log = logging.getLogger("fdrouter.scraper")
+log = logging.getLogger(__name__)
 
 # FastDeploy's gauge names (fastdeploy/metrics/metrics.py); vLLM uses vllm:num_requests_*.
 _RUNNING = ("fastdeploy:num_requests_running", "vllm:num_requests_running")
