@@ -29,13 +29,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import contextlib
 import json
 import signal
-import socket
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import count
 from typing import Any
@@ -46,6 +44,8 @@ from aiohttp.web_protocol import RequestHandler
 from fdrouter.sim.engine_model import EngineModel
 from fdrouter.sim.kvcache import CHARS_PER_TOKEN, PrefixCache, text_block_hashes, token_block_hashes
 from fdrouter.validate import prompt_text
+
+from .ports import closed_port, free_port
 
 try:  # Probed once: uvloop only speeds up the CLI, nothing depends on it.
     import uvloop
@@ -828,40 +828,6 @@ class MockBackend:
         self.aborts.append(body)
         return web.Response(body=_OK, content_type=_JSON)
 
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free on `host` a moment ago.
-
-    It can race: another process may take the port before you bind it. Bind to port 0 and read
-    the bound port where you can; where a port must be known first, or must stay unanswered, use
-    `closed_port`.
-    """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
-@contextlib.contextmanager
-def closed_port(host: str = "127.0.0.1", port: int = 0) -> Iterator[int]:
-    """Hold a TCP port on `host` (an IP address) bound but not listening; yield its number.
-
-    While held, connections to it are refused (nothing listens) and no other process can take
-    it: bind(0) never hands it out, and binding it explicitly fails unless the binder sets
-    SO_REUSEADDR. Such a server can still listen on it: asyncio's default on Unix, so MockBackend,
-    RouterServer, ``fdrouter serve --port`` and ``python -m fdrouter.testing.mock_backend --port``
-    all can. When that server stops, the port refuses connections again instead of reaching
-    whatever took it next. So a test gets "a port where nothing listens", or "the port a server
-    will start on (again)", without a race.
-
-    `port` 0 (the default) holds a port the kernel picks; another one raises OSError if anything
-    holds it already, even another ``closed_port``.
-    """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.bind((host, port))  # without SO_REUSEADDR: fails if any socket has the port
-        # set after bind: from now on a server that asks for SO_REUSEADDR may bind and listen here
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        yield sock.getsockname()[1]
 
 
 # -- command line ----------------------------------------------------------------------------------
