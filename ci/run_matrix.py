@@ -2,7 +2,7 @@
 
     python ci/run_matrix.py [extra pytest args]
 
-1. ``ruff check .`` at the repo root.
+1. ``ruff check .`` and ``mypy`` (its file list is in pyproject.toml) at the repo root.
 2. ``python -m pytest -p compat.pytest_profile tests [extra args]`` once per profile in
    ci/matrix.yaml, with FDROUTER_PADDLE_PROFILE set. Tests marked ``once`` run in the
    first profile only (``-m "not once"`` in the others). Output streams to the console as it
@@ -95,14 +95,21 @@ def pytest_command(extra_args: list[str], junit: Path, *, first: bool = True) ->
     ]
 
 
+LINTERS = (("ruff check .", ["ruff", "check", "."]), ("mypy", ["mypy"]))
+"""(label, ``python -m`` arguments): each runs from the repo root; all must be clean."""
+
+
 def run_lint() -> bool:
-    """``ruff check .`` from the repo root, output streamed; True if clean."""
-    _banner("lint: ruff check .")
-    try:
-        return subprocess.run([sys.executable, "-m", "ruff", "check", "."], cwd=ROOT).returncode == 0
-    except OSError as exc:
-        print(f"lint could not run: {exc}", flush=True)
-        return False
+    """Every linter in LINTERS from the repo root, output streamed; True if all are clean."""
+    ok = True
+    for label, args in LINTERS:
+        _banner(f"lint: {label}")
+        try:
+            ok &= subprocess.run([sys.executable, "-m", *args], cwd=ROOT).returncode == 0
+        except OSError as exc:
+            print(f"{label} could not run: {exc}", flush=True)
+            ok = False
+    return ok
 
 
 def run_profile(profile: str, extra_args: list[str], workdir: Path, *, first: bool = True) -> ProfileRun:

@@ -141,3 +141,6 @@ def _install() -> None:
 def _uninstall() -> None:
     if _HOOK in sys.meta_path:
         sys.meta_path.remove(_HOOK)
+
+
+__all__ = ["INSTALL_HINT", "block", "imported", "load", "when_imported"]

@@ -46,3 +46,6 @@ def _probe(paddle: ModuleType, shared: dict[str, Any]) -> probe.Decision:
         return probe.native("swiglu", "paddle.nn.functional.swiglu", native)
     reason = "paddle.nn.functional.swiglu is missing; using silu(a) * b with paddle.chunk halves"
     return probe.fallback("swiglu", reason, swiglu_fallback)
+
+
+__all__ = ["swiglu", "swiglu_fallback"]

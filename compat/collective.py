@@ -132,3 +132,12 @@ def _probe_alltoall_transpose(paddle: ModuleType, shared: dict[str, Any]) -> pro
         f"{_describe(error)}"
     )
     return probe.unavailable(ALLTOALL_TRANSPOSE, reason)
+
+
+__all__ = [
+    "ALLTOALL_TRANSPOSE",
+    "ALL_REDUCE",
+    "all_reduce_eager",
+    "decode_alltoall_transpose",
+    "tensor_model_parallel_all_reduce",
+]

@@ -22,3 +22,6 @@ class OpUnavailable(CompatError, RuntimeError):
 
 class UnknownProfile(CompatError, ValueError):
     """A platform profile name (e.g. from FDROUTER_PADDLE_PROFILE) that no profile has."""
+
+
+__all__ = ["CompatError", "OpUnavailable", "PaddleMissing", "UnknownProfile"]

@@ -180,3 +180,22 @@ def _log(feature: Feature) -> None:
     elif feature.path == "unavailable":
         # calling it raises with this same reason; nothing is degraded until then
         logger.info("compat.%s is unavailable: %s", feature.name, feature.reason)
+
+
+__all__ = [
+    "FUNCTIONS",
+    "Decision",
+    "Feature",
+    "Path",
+    "Probe",
+    "fallback",
+    "features",
+    "mark_for_jit",
+    "native",
+    "platform",
+    "public",
+    "register",
+    "reprobe",
+    "resolve",
+    "unavailable",
+]

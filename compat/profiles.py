@@ -202,3 +202,19 @@ def _unmask() -> None:
     _saved_modules.clear()
     _saved_attributes.clear()
     _masked = False
+
+
+__all__ = [
+    "DEFAULT_PROFILE",
+    "ENV_VAR",
+    "MASKS",
+    "PROFILES",
+    "Mask",
+    "Profile",
+    "active",
+    "apply",
+    "apply_from_env",
+    "generation",
+    "get",
+    "using",
+]

@@ -55,3 +55,6 @@ def _restore_paddle_profile(request: pytest.FixtureRequest) -> Iterator[None]:
     suite = request.config.stash.get(_SUITE_PROFILE, profiles.DEFAULT_PROFILE)
     if profiles.active().name != suite:
         profiles.apply(suite)
+
+
+__all__ = ["paddle_profile", "pytest_configure", "pytest_report_header", "pytest_unconfigure"]

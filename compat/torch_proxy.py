@@ -49,3 +49,6 @@ def _probe(paddle: ModuleType, shared: dict[str, Any]) -> probe.Decision:
         reason = f"paddle.compat.enable_torch_proxy is missing ({type(exc).__name__}: {exc}); calls do nothing and return False"
         return probe.fallback(name, reason, _do_nothing)
     return probe.native(name, "paddle.compat.enable_torch_proxy", partial(_call_native, native))
+
+
+__all__ = ["enable_torch_proxy"]

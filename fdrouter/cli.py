@@ -21,6 +21,7 @@ from .config import (
     load_instances_file,
     parse_worker_urls,
 )
+from .instances import InstanceInfo
 from .logs import configure_logging
 from .policies import available_policies
 from .sim.cli import add_simulate_parser, run_simulate
@@ -111,7 +112,7 @@ def config_from_args(args: argparse.Namespace) -> RouterConfig:
     for name, spec in SETTINGS.items():
         if spec.env and values.get(name) is None and os.environ.get(spec.env):
             values[name] = os.environ[spec.env]
-    instances = []
+    instances: list[InstanceInfo] = []
     if args.register_config:
         instances.extend(load_instances_file(args.register_config))
     if args.worker_urls:
@@ -169,3 +170,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+__all__ = ["build_parser", "config_from_args", "main", "serve_flags"]

@@ -281,7 +281,9 @@ def yaml_keys() -> dict[tuple[str, str], str]:
 def default_of(name: str) -> Any:
     """The default value of a RouterConfig field."""
     f = RouterConfig.__dataclass_fields__[name]
-    return f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
 
 
 def _one_of(choices: tuple[str, ...]) -> str:

@@ -439,3 +439,6 @@ class Http1Pool:
         self._all.clear()
         self._idle.clear()
         await asyncio.sleep(0)  # let the transports run their connection_lost callbacks
+
+
+__all__ = ["ConnectError", "Http1Pool", "Response", "ResponseBroken", "ResponseTimeout"]

@@ -38,3 +38,6 @@ class HealthMonitor(Periodic):
         if states:
             await asyncio.gather(*(self.check(s) for s in states))
         self.rounds += 1
+
+
+__all__ = ["HealthMonitor"]

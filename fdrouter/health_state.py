@@ -92,3 +92,6 @@ class HealthTracker:
             self.failures = self.successes = 0
         old, self.state = self.state, new
         return Transition(old, new) if old is not new else None
+
+
+__all__ = ["Health", "HealthTracker", "Transition"]

@@ -172,3 +172,6 @@ class InstanceInfo:
             "device_ids": list(self.device_ids),
             "tp_size": self.tp_size,
         }
+
+
+__all__ = ["InstanceInfo", "Role"]

@@ -7,7 +7,10 @@ working on a bare install. Both ``dumps`` return bytes.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
+
+loads: Callable[[bytes | str], Any]
 
 try:
     import orjson
@@ -29,3 +32,6 @@ except ImportError:  # pragma: no cover - exercised on bare installs
         return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
     BACKEND = "json"
+
+
+__all__ = ["BACKEND", "JSONDecodeError", "dumps", "loads"]

@@ -79,3 +79,6 @@ class MetricsScraper(Periodic):
         if states:
             await asyncio.gather(*(self.scrape(s) for s in states))
         self.rounds += 1
+
+
+__all__ = ["MetricsScraper", "metrics_url", "parse_load"]

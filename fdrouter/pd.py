@@ -56,3 +56,6 @@ def pd_request(body: dict, prefill: InstanceInfo, decode: InstanceInfo, request_
     if not out.get("request_id"):
         out["request_id"] = request_id or str(uuid.uuid4())
     return out
+
+
+__all__ = ["disaggregate_info", "pd_request", "transfer_protocol"]

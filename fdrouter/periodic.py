@@ -51,3 +51,6 @@ class Periodic:
             except asyncio.CancelledError:
                 pass
             self._task = None
+
+
+__all__ = ["Periodic"]

@@ -89,3 +89,6 @@ async def keep_registered(
         except RegistrationError as exc:
             log.warning("keep_registered: %s", exc)
         await asyncio.sleep(interval_secs)
+
+
+__all__ = ["RegistrationError", "keep_registered", "register_instance", "register_instance_sync"]

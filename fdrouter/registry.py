@@ -128,3 +128,6 @@ class Registry:
         for state in self._instances.values():
             out[state.role.value] += 1
         return out
+
+
+__all__ = ["InstanceState", "Registry"]

@@ -81,3 +81,6 @@ class ClientSink:
         except ConnectionResetError:
             pass  # the client is gone too: nobody left to tell
         return self.response
+
+
+__all__ = ["ClientSink"]

@@ -432,3 +432,6 @@ def _first_router_error(group: BaseExceptionGroup) -> RouterError | None:
             if found is not None:
                 return found
     return None
+
+
+__all__ = ["Router"]

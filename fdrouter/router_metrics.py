@@ -226,9 +226,9 @@ class RouterMetrics:
         for key in [k for k in self._requests if k[2] == url]:
             del self._requests[key]
             self.requests.remove(key[0], str(key[1]), key[2])
-        for key in [k for k in self._upstream if k[0] == url]:
-            del self._upstream[key]
-            self.upstream_errors.remove(*key)
+        for upstream_key in [k for k in self._upstream if k[0] == url]:
+            del self._upstream[upstream_key]
+            self.upstream_errors.remove(*upstream_key)
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type, for ``GET /metrics``."""

@@ -157,3 +157,6 @@ def _reraise(exc: BaseException, *, leg: str, url: str) -> NoReturn:
     if converted is None:
         raise exc
     raise converted from exc
+
+
+__all__ = ["UpstreamClient"]

@@ -90,3 +90,6 @@ def prompt_text(body: dict[str, Any]) -> str:
 def estimate_tokens(text: str) -> int:
     """A tokenizer-free estimate: ~4 characters per token for English (OpenAI's rule of thumb)."""
     return max(1, len(text) // 4)
+
+
+__all__ = ["CHAT", "COMPLETIONS", "check_generation", "estimate_tokens", "parse_json_object", "prompt_text"]

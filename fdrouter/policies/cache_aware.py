@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
-from .base import BasePolicy, C, Candidate, RoutingFacts
+from .base import BasePolicy, C, RoutingFacts
 from .radix import RadixTree
 from .simple import least_loaded
 
@@ -97,7 +97,7 @@ class CacheAware(BasePolicy):
         self.tree.insert(text, choice.url, now)
         return choice
 
-    def _pick(self, candidates: Sequence[Candidate], text: str) -> Candidate:
+    def _pick(self, candidates: Sequence[C], text: str) -> C:
         if len(candidates) == 1:
             return candidates[0]
         loads = [c.in_flight for c in candidates]
@@ -108,3 +108,13 @@ class CacheAware(BasePolicy):
         if holders and matched / len(text) >= self.cache_threshold:
             return least_loaded([c for c in candidates if c.url in holders])
         return least_loaded(candidates)
+
+
+__all__ = [
+    "DEFAULT_BALANCE_ABS_THRESHOLD",
+    "DEFAULT_BALANCE_REL_THRESHOLD",
+    "DEFAULT_CACHE_THRESHOLD",
+    "DEFAULT_EVICTION_INTERVAL_SECS",
+    "DEFAULT_MAX_TREE_SIZE",
+    "CacheAware",
+]

@@ -110,3 +110,13 @@ class RemoteMetricsScore(BasePolicy):
     def choose(self, candidates: Sequence[C], facts: RoutingFacts) -> C:
         now = facts.now
         return min(candidates, key=lambda c: (self.score(c, now), c.in_flight))
+
+
+__all__ = [
+    "DEFAULT_MAX_RUNNING",
+    "DEFAULT_STALE_AFTER_SECS",
+    "DEFAULT_WAITING_WEIGHT",
+    "FdMetricsScore",
+    "RemoteMetricsScore",
+    "local_score",
+]

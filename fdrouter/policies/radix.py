@@ -106,7 +106,7 @@ class RadixTree:
             return 0, set()
         if allowed is None:
             return pos, set(node.tenants)
-        return pos, allowed.intersection(node.tenants)
+        return pos, set(allowed.intersection(node.tenants))
 
     def insert(self, text: str, tenant: str, now: float) -> None:
         """Record that ``tenant`` was sent ``text`` at time ``now``, then enforce ``max_size``."""
@@ -178,6 +178,7 @@ class RadixTree:
             if node.tenants.pop(tenant, None) is None:
                 continue  # a duplicate: already evicted
             parent = node.parent
+            assert parent is not None  # the root holds no tenants, so it is never popped here
             if not node.tenants:
                 self._detach(node)
             if parent is not self._root and tenant in parent.tenants:
@@ -222,3 +223,6 @@ class RadixTree:
             self._size -= len(n.text)
             self._nodes -= 1
             stack.extend(n.children.values())
+
+
+__all__ = ["EVICT_TO_FRACTION", "RadixTree", "common_prefix_len"]

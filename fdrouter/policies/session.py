@@ -100,3 +100,6 @@ class SessionAffinity(BasePolicy):
             if len(seen) == ring.n:
                 break
         return least_loaded(candidates)  # unreachable with load_factor >= 1; kept as a guard
+
+
+__all__ = ["DEFAULT_LOAD_FACTOR", "DEFAULT_VIRTUAL_NODES", "SessionAffinity", "stable_hash"]

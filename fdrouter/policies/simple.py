@@ -86,3 +86,6 @@ class PowerOfTwo(BasePolicy):
             j += 1  # distinct from i, still uniform
         first, second = candidates[i], candidates[j]
         return second if second.in_flight < first.in_flight else first
+
+
+__all__ = ["PowerOfTwo", "ProcessTokens", "RandomChoice", "RequestNum", "RoundRobin", "least_loaded"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sized
 from itertools import islice
 from typing import Any
 
@@ -119,7 +119,7 @@ def simulate(
         stream, label = workload, "custom"
         if requests is not None:
             stream = islice(workload, requests)
-    total = len(stream) if hasattr(stream, "__len__") else requests  # for the progress bar only
+    total = len(stream) if isinstance(stream, Sized) else requests  # for the progress bar only
 
     bar, on_finish = None, None
     if progress:
@@ -149,3 +149,6 @@ def simulate(
     urls = {role: [i.url for i in insts] for role, insts in sim.candidates.items()}
     meta = {"wall_s": time.perf_counter() - started, "fdrouter_version": __version__}
     return SimResult(requests=frame, summary=summary, instances=urls, meta=meta)
+
+
+__all__ = ["DEFAULT_REQUESTS", "build_policies", "simulate"]

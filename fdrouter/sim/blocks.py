@@ -50,3 +50,6 @@ class BlockHasher:
         while len(memo) > MEMO_SIZE:
             del memo[next(iter(memo))]
         return out
+
+
+__all__ = ["MEMO_SIZE", "BlockHasher"]

@@ -134,3 +134,6 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+__all__ = ["DEFAULT_WORKLOAD", "add_simulate_parser", "format_summary", "main", "run_simulate"]

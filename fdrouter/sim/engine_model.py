@@ -48,3 +48,6 @@ class EngineModel:
     def step_time(self, batch: int) -> float:
         """Seconds of one decode step with ``batch`` running sequences."""
         return self.decode_base_s + self.decode_per_seq_s * max(0, batch - 1)
+
+
+__all__ = ["EngineModel"]

@@ -33,3 +33,6 @@ class Event(NamedTuple):
     time: float
     kind: Kind
     payload: Any = None
+
+
+__all__ = ["Event", "Kind"]

@@ -195,3 +195,6 @@ class SimInstance:
             return Event(now + self._seg_steps * self._seg_step_s, Kind.WAKE, (self, self._version))
         self._busy = False
         return None
+
+
+__all__ = ["DECODE", "MIXED", "PREFILL", "Job", "SimInstance"]

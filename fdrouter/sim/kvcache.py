@@ -94,3 +94,12 @@ class PrefixCache:
     def clear(self) -> None:
         """Drop everything (an engine restart)."""
         self._blocks.clear()
+
+
+__all__ = [
+    "CHARS_PER_TOKEN",
+    "DEFAULT_BLOCK_TOKENS",
+    "PrefixCache",
+    "text_block_hashes",
+    "token_block_hashes",
+]

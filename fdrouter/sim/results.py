@@ -143,3 +143,6 @@ def summarize(frame: pd.DataFrame, *, policy: str, workload: str, splitwise: boo
     elif n:
         summary["load_imbalance"] = _imbalance(frame["instance"])
     return summary
+
+
+__all__ = ["SUMMARY_KEYS", "SimResult", "build_frame", "summarize"]

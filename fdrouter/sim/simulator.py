@@ -225,3 +225,6 @@ def _acquire(inst: SimInstance, job: Job) -> None:
 def _release(inst: SimInstance, job: Job) -> None:
     inst.in_flight -= 1
     inst.in_flight_tokens -= job.routed_tokens
+
+
+__all__ = ["ClusterConfig", "Simulator"]

@@ -22,6 +22,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeGuard
 
 from .workloads import Request, synthetic_prompt
 
@@ -63,7 +64,7 @@ class Trace:
             yield Request(rid, e.arrival, prompt, e.output_tokens, e.session)
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
