@@ -1,7 +1,6 @@
 """Paddle compatibility for model servers that run next to fdrouter.
 
-Paddle builds on some accelerators lag behind (DESIGN.md, "The compat layer"): on the HPU
-and Iluvatar CI images ``paddle.compat`` or ``paddle.nn.functional.swiglu`` is missing and
+Paddle builds on some accelerators lag behind: on the HPU and Iluvatar CI images ``paddle.compat`` or ``paddle.nn.functional.swiglu`` is missing and
 custom python ops cannot be registered. This package is the one place that absorbs that:
 each function below takes paddle's native path where it exists and a documented fallback
 (or a clear error) where it does not. ``features()`` says which path each one takes and

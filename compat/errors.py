@@ -1,4 +1,4 @@
-"""The errors compat raises, in one small tree (STYLE.md: "One error tree").
+"""The errors compat raises, in one small tree, each naming what is missing and what to do.
 
 Each also derives from the builtin a caller would catch without knowing compat:
 a missing paddle is an ``ImportError``, a missing op a ``RuntimeError``, a bad profile

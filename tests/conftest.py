@@ -1,7 +1,7 @@
 """Shared fixtures: routers and clusters of mock backends on loopback, with leak checks.
 
 Every router made by ``router_factory`` is checked at teardown: no request in flight and
-no generation connection still lent out (DESIGN.md: "Counters always come back").
+no generation connection still lent out (docs/architecture.md: "Counters always come back").
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ path). Removing a tenant therefore always starts at its deepest nodes ("tenant l
 
 Memory is bounded globally: ``max_size`` counts the characters stored in the whole tree,
 whatever the number of tenants. SGLang and SMG capped each tenant instead, so the bound
-grew with the number of workers and ran out of memory (see DESIGN.md).
+grew with the number of workers and ran out of memory.
 
 Speed: edges are compared with string slicing (one C-level memcmp per edge) and the
 common prefix of a mismatching edge is found by bisection over slices, never a
