@@ -6,7 +6,7 @@ engine): the breaker takes it out of rotation within a few requests instead of a
 
 Rules:
 
-    state       on success                          on failure                          on cooldown
+    state       on success                          on failure                          on cooldown / probe ok
     closed      closed, failure count reset         closed +1 failure; open at the      -
                                                     failure threshold
     open        -                                   -                                   half_open
@@ -14,7 +14,9 @@ Rules:
                 the success threshold
 
 "cooldown" means ``cooldown_secs`` have passed since the circuit opened; it is applied lazily,
-when the breaker is next asked with a ``now``. No result ever reaches an open circuit:
+when the breaker is next asked with a ``now``. "probe ok" is a successful health probe of the
+instance while its circuit is open (``on_probe_ok``): it ends the cooldown early, so a
+recovered instance gets its trial requests at once instead of after the whole cooldown. No result ever reaches an open circuit:
 ``on_dispatch`` hands out a ticket stamped with the breaker's epoch, the epoch moves on at
 every transition, and a result whose ticket is from an earlier epoch is dropped before the
 table is read. So a request sent while closed that fails after the circuit opened does not
@@ -69,6 +71,7 @@ class Event(enum.Enum):
     SUCCESS = "success"
     FAILURE = "failure"
     COOLDOWN = "cooldown"
+    PROBE_OK = "probe_ok"
 
 
 C, HO, OP = CircuitState.CLOSED, CircuitState.HALF_OPEN, CircuitState.OPEN
@@ -79,6 +82,7 @@ _TABLE: dict[tuple[CircuitState, Event], tuple[CircuitState, CircuitState, str |
     (C, Event.SUCCESS): (C, C, None),
     (C, Event.FAILURE): (C, OP, "fail"),
     (OP, Event.COOLDOWN): (HO, HO, None),
+    (OP, Event.PROBE_OK): (HO, HO, None),
     (HO, Event.SUCCESS): (HO, C, "ok"),
     (HO, Event.FAILURE): (OP, OP, None),
 }
@@ -231,6 +235,15 @@ class CircuitBreaker:
         if ok is None:
             return None
         return self._apply(Event.SUCCESS if ok else Event.FAILURE, now)
+
+    def on_probe_ok(self, now: float) -> Transition | None:
+        """A health probe succeeded: an open circuit goes half-open now (its cooldown ends early).
+
+        In any other state it changes nothing: trials, not probes, close a circuit.
+        """
+        if self._state is not OP:
+            return None
+        return self._apply(Event.PROBE_OK, now)
 
     def poll(self, now: float) -> Transition | None:
         """Apply an elapsed cooldown now (open -> half_open); for callers that want to log it early."""

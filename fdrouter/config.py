@@ -143,6 +143,18 @@ class RouterConfig:
     queue_timeout_secs: float = setting(60.0, "server", "longest wait for a slot before 429", gt=0)
     shutdown_grace_period_secs: float = setting(
         30.0, "server", "on SIGTERM/SIGINT, how long in-flight requests may run before they are cut", ge=0)
+    client_header_timeout_secs: float = setting(
+        30.0, "server", "time a client has from the first byte of a request head to its end, else 408 and "
+        "the connection is closed (slowloris); 0 = off", ge=0)
+    client_body_timeout_secs: float = setting(
+        60.0, "server", "longest wait for the next piece of a request body, else 408 and the connection is "
+        "closed (nginx's client_body_timeout); 0 = off", ge=0)
+    client_keepalive_timeout_secs: float = setting(
+        75.0, "server", "an idle client connection (no request in progress) is closed after this (nginx's "
+        "keepalive_timeout); 0 = off", ge=0)
+    client_write_timeout_secs: float = setting(
+        60.0, "server", "longest a write to a client may make no progress (a client that stopped reading) "
+        "before its connection is aborted and the upstream released; 0 = off", ge=0)
     # -- manager: health --------------------------------------------------------------------
     health_failure_threshold: int = setting(
         3, "manager", "consecutive failed checks before an instance stops getting traffic", ge=1)

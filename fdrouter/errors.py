@@ -15,6 +15,9 @@ class RouterError(Exception):
     status: int = 500
     type: str = "internal_error"
     code: str = "internal_error"
+    close_connection: bool = False
+    """Answer with ``Connection: close``: the request was not read to its end, so the connection
+    cannot carry another one."""
     instance: str | None = None
     """URL of the instance the error came from, if one did (set by the router's leg bookkeeping);
     retries skip it, and only errors that carry one are retried."""
@@ -72,6 +75,15 @@ class HttpError(RouterError):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message, code=f"http_{status}")
         self.status = status
+
+
+class RequestTimeout(RouterError):
+    """The client was too slow sending its request (head or body); the connection is closed."""
+
+    status = 408
+    type = "invalid_request_error"
+    code = "request_timeout"
+    close_connection = True
 
 
 class PayloadTooLarge(RouterError):
@@ -179,6 +191,7 @@ __all__ = [
     "NoHealthyInstance",
     "NotFound",
     "PayloadTooLarge",
+    "RequestTimeout",
     "RouterError",
     "ShuttingDown",
     "TooManyInstances",

@@ -30,6 +30,11 @@ class HealthMonitor(Periodic):
             level = logging.INFO if transition.new.routable else logging.WARNING
             log.log(level, "instance %s (%s): %s -> %s", state.url, state.role.value,
                     transition.old.value, transition.new.value)
+        if ok:  # a healthy answer ends an open circuit's cooldown early: trials may start now
+            circuit = state.breaker.on_probe_ok(asyncio.get_running_loop().time())
+            if circuit is not None:
+                log.info("instance %s circuit %s -> %s (health probe ok)", state.url, circuit.old.value,
+                         circuit.new.value)
         return ok
 
     async def run_round(self) -> None:

@@ -61,7 +61,7 @@ class MetricsScraper(Periodic):
     async def scrape(self, state: InstanceState) -> bool:
         """One scrape; on success ``state.remote`` is replaced. Failures keep the old value."""
         try:
-            status, body, _ = await self._upstream.control_request("GET", metrics_url(state))
+            status, body, _ = await self._upstream.control_request("GET", metrics_url(state), lane="scrape")
             if status != 200:
                 return False
             load = parse_load(body.decode("utf-8", "replace"))

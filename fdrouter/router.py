@@ -9,18 +9,17 @@ import asyncio
 import functools
 import logging
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from typing import Any, TypeVar
 
 from aiohttp import web
 
 from . import jsonutil
-from .breaker import CircuitBreaker
+from .breaker import CircuitBreaker, Transition
 from .config import RouterConfig
 from .errors import (
     BadRequest,
-    ClientDisconnected,
     InstanceUnhealthy,
     NoHealthyInstance,
     NotFound,
@@ -32,6 +31,7 @@ from .errors import (
 from .health_monitor import HealthMonitor
 from .health_state import Health
 from .instances import InstanceInfo, Role
+from .legs import Leg
 from .metrics_scraper import MetricsScraper
 from .pd import pd_request
 from .policies import RoutingFacts, make_policy
@@ -82,6 +82,7 @@ class Router:
         self._backoff_max = config.retry_max_backoff_secs
         self._rng = random.Random()  # retry jitter only; policies own their randomness
         self._background: set[asyncio.Task] = set()
+        self._probing: set[str] = set()  # instances with a confirming health probe under way
         self._stack: AsyncExitStack | None = None
         self.metrics.bind(instances=self._metric_rows)
 
@@ -147,7 +148,7 @@ class Router:
         """Validate, health-probe and add an instance; registering twice keeps one entry."""
         info = InstanceInfo.from_dict(body)
         self._modes_role_check(info)
-        if not await self.upstream.probe(info.url):
+        if not await self.upstream.probe(info.url, lane="register"):
             raise InstanceUnhealthy(
                 f"instance {info.url} did not answer {self.config.health_check_endpoint} with 2xx "
                 f"within {self.config.health_check_timeout_secs:g}s; not registered"
@@ -267,7 +268,8 @@ class Router:
     ) -> web.StreamResponse:
         instance = self._select(Role.MIXED, facts, failed)
         # mixed mode forwards the client's bytes unchanged: no re-encoding
-        return await self._leg(instance, facts, self._relay_leg(instance, endpoint, raw, sink, "mixed", extra))
+        async with self._open_leg(instance, facts) as leg:
+            return await self._relay_leg(leg, endpoint, raw, sink, "mixed", extra)
 
     async def _attempt_pd(
         self, endpoint: str, body: dict, facts: RoutingFacts, sink: ClientSink, extra: bytes,
@@ -276,14 +278,17 @@ class Router:
         prefill = self._select(Role.PREFILL, facts, failed)
         decode = self._select(Role.DECODE, facts, failed)
         payload = jsonutil.dumps(pd_request(body, prefill.info, decode.info, request_id))
+        # both legs count from now, before either task runs: the next request already sees them
+        prefill_leg, decode_leg = self._open_leg(prefill, facts), self._open_leg(decode, facts)
         result: web.StreamResponse | None = None
         try:
             # The two legs are one unit: the TaskGroup cancels the other leg (closing its
             # connection) as soon as one fails, so decode never waits for a KV cache that a
             # failed prefill will not send (SGLang #9726; FastDeploy's gather had the bug).
             async with asyncio.TaskGroup() as group:
-                group.create_task(self._leg(prefill, facts, self._prefill_leg(prefill, endpoint, payload, extra)))
-                result = await self._leg(decode, facts, self._relay_leg(decode, endpoint, payload, sink, "decode", extra))
+                group.create_task(self._prefill_leg(prefill_leg, endpoint, payload, extra))
+                async with decode_leg:
+                    result = await self._relay_leg(decode_leg, endpoint, payload, sink, "decode", extra)
         except BaseExceptionGroup as eg:
             error = _first_router_error(eg)
             if error is None:
@@ -292,57 +297,58 @@ class Router:
                 log.warning("prefill leg failed after decode finished: %s", error.message)
                 return result
             raise error from None
+        finally:
+            prefill_leg.finish()  # a no-op unless its task was cancelled before it ever ran
+            decode_leg.finish()
         assert result is not None
         return result
 
-    async def _leg(self, instance: InstanceState, facts: RoutingFacts, work: Awaitable[T]) -> T:
-        """Run one upstream leg with load accounting and circuit bookkeeping, undone in finally."""
-        instance.in_flight += 1
-        instance.in_flight_tokens += facts.prompt_tokens
-        instance.requests_total += 1
-        ticket, transition = instance.breaker.on_dispatch(facts.now)
-        self._log_circuit(instance, transition)
-        outcome: bool | None = None  # None: cancelled (client left, other leg failed): no verdict
+    def _open_leg(self, instance: InstanceState, facts: RoutingFacts) -> Leg:
+        return Leg(instance, facts.prompt_tokens, asyncio.get_running_loop().time(),
+                   on_transition=self._log_circuit, on_error=self._count_error, on_suspect=self._confirm_health)
+
+    def _count_error(self, instance: InstanceState, error: RouterError) -> None:
+        self.metrics.observe_upstream_error(instance.url, error.code)
+
+    def _confirm_health(self, instance: InstanceState) -> None:
+        """An instance answered 5xx other than 502/503/504: probe it now, in the background, once at a time."""
+        if instance.url not in self._probing:
+            self._probing.add(instance.url)
+            self._spawn(self._probe_now(instance))
+
+    async def _probe_now(self, instance: InstanceState) -> None:
         try:
-            result = await work
-            outcome = True
-            return result
-        except ClientDisconnected:
-            raise  # the client left: says nothing about the instance
-        except RouterError as error:
-            if error.instance is None:
-                error.instance = instance.url
-            outcome = not _instance_failed(error)
-            if not outcome:
-                self.metrics.observe_upstream_error(instance.url, error.code)
-            raise
+            await self.monitor.check(instance)
         finally:
-            instance.in_flight -= 1
-            instance.in_flight_tokens -= facts.prompt_tokens
-            now = asyncio.get_running_loop().time()
-            self._log_circuit(instance, instance.breaker.on_result(ticket, outcome, now))
+            self._probing.discard(instance.url)
 
     @staticmethod
-    def _log_circuit(instance: InstanceState, transition: Any) -> None:
+    def _log_circuit(instance: InstanceState, transition: Transition | None) -> None:
         if transition is not None:
             level = logging.WARNING if transition.new.value == "open" else logging.INFO
             log.log(level, "instance %s circuit %s -> %s", instance.url, transition.old.value, transition.new.value)
 
     async def _relay_leg(
-        self, instance: InstanceState, endpoint: str, payload: bytes, sink: ClientSink, leg: str, extra: bytes
+        self, leg: Leg, endpoint: str, payload: bytes, sink: ClientSink, role: str, extra: bytes
     ) -> web.StreamResponse:
+        instance = leg.instance
         info = instance.info
         sink.instance = instance.url
-        async with self.upstream.post(info.host_ip, info.port, endpoint, payload, leg=leg, headers=extra) as resp:
+        async with self.upstream.post(info.host_ip, info.port, endpoint, payload, leg=role, headers=extra) as resp:
             if resp.status >= 300:
-                raise await _status_error(resp, instance, leg)
+                raise await _status_error(resp, instance, role)
+            leg.answered()  # 2xx headers: the instance works (a half-open trial succeeds here)
             return await sink.relay(resp)
 
-    async def _prefill_leg(self, instance: InstanceState, endpoint: str, payload: bytes, extra: bytes) -> None:
+    async def _prefill_leg(self, leg: Leg, endpoint: str, payload: bytes, extra: bytes) -> None:
+        instance = leg.instance
         info = instance.info
-        async with self.upstream.post(info.host_ip, info.port, endpoint, payload, leg="prefill", headers=extra) as resp:
+        async with leg, self.upstream.post(
+            info.host_ip, info.port, endpoint, payload, leg="prefill", headers=extra
+        ) as resp:
             if resp.status >= 300:
                 raise await _status_error(resp, instance, "prefill")
+            leg.answered()
             await resp.read()  # prefill's own answer is not the client's: drain so the connection is reusable
 
     # -- control -----------------------------------------------------------------------
@@ -366,7 +372,8 @@ class Router:
 
     async def _abort_one(self, state: InstanceState, body: dict) -> None:
         try:
-            status, _, _ = await self.upstream.control_request("POST", state.url + "/v1/abort_requests", json=body)
+            status, _, _ = await self.upstream.control_request(
+                "POST", state.url + "/v1/abort_requests", lane="abort", json=body)
             if status >= 300:
                 log.warning("abort on %s answered HTTP %s", state.url, status)
         except RouterError as exc:
@@ -387,7 +394,7 @@ class Router:
         candidates = self.registry.routable(role)
         if not candidates:
             raise NoHealthyInstance(f"no healthy {role.value} instance to list models from")
-        return await self.upstream.control_request("GET", candidates[0].url + "/v1/models")
+        return await self.upstream.control_request("GET", candidates[0].url + "/v1/models", lane="models")
 
     def in_flight(self) -> int:
         """Requests in flight across every registered instance."""
@@ -407,13 +414,6 @@ def _breaker_factory(config: RouterConfig) -> Callable[[], CircuitBreaker]:
 
 # An instance answering these is overloaded or restarting: another one may well succeed.
 _RETRY_STATUSES = frozenset({502, 503})
-
-
-def _instance_failed(error: RouterError) -> bool:
-    """Whether an error counts against the instance's circuit (a 4xx answer means it is alive)."""
-    if isinstance(error, UpstreamStatus):
-        return error.status >= 500
-    return isinstance(error, UpstreamError)
 
 
 async def _status_error(resp: Any, instance: InstanceState, leg: str) -> UpstreamStatus:

@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 import aiohttp
 
 from .config import RouterConfig
+from .control_pool import ControlLanes, default_lanes
 from .errors import RouterError, UpstreamError, UpstreamTimeout
 from .generation_pool import ConnectError, Http1Pool, Response, ResponseBroken, ResponseTimeout
 
@@ -31,7 +32,7 @@ class UpstreamClient:
     def __init__(self, config: RouterConfig) -> None:
         self._config = config
         self._generation: Http1Pool | None = None
-        self._control: aiohttp.ClientSession | None = None
+        self._control: ControlLanes | None = None
 
     async def __aenter__(self) -> UpstreamClient:
         cfg = self._config
@@ -44,11 +45,8 @@ class UpstreamClient:
             first_byte_timeout=cfg.first_byte_timeout_secs,
             idle_timeout=cfg.stream_idle_timeout_secs,
         )
-        control_connector = aiohttp.TCPConnector(limit=cfg.health_pool_size, ttl_dns_cache=300)
-        self._control = aiohttp.ClientSession(
-            connector=control_connector,
-            timeout=aiohttp.ClientTimeout(total=cfg.health_check_timeout_secs),
-        )
+        self._control = await ControlLanes(default_lanes(cfg.health_pool_size),
+                                           timeout=cfg.health_check_timeout_secs).__aenter__()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -58,7 +56,7 @@ class UpstreamClient:
         """Close both pools; idempotent."""
         if self._generation is not None:
             await self._generation.close()
-        if self._control is not None and not self._control.closed:
+        if self._control is not None:
             await self._control.close()
 
     @property
@@ -69,11 +67,16 @@ class UpstreamClient:
         return self._generation
 
     @property
-    def control_session(self) -> aiohttp.ClientSession:
-        """The small session for health checks, probes and aborts."""
+    def control(self) -> ControlLanes:
+        """The control pool and its lanes (health, register, abort, scrape, models)."""
         if self._control is None:
             raise RuntimeError("UpstreamClient is not started: use 'async with UpstreamClient(config)'")
         return self._control
+
+    @property
+    def control_session(self) -> aiohttp.ClientSession:
+        """The control pool's aiohttp session."""
+        return self.control.session
 
     def acquired_connections(self) -> int:
         """Generation connections currently lent to a request (0 when nothing is in flight)."""
@@ -101,21 +104,22 @@ class UpstreamClient:
         else:
             resp.release()
 
-    async def probe(self, base_url: str) -> bool:
-        """One health check on the control pool: True iff the instance answers 2xx in time."""
+    async def probe(self, base_url: str, *, lane: str = "health") -> bool:
+        """One health check in a control lane: True iff the instance answers 2xx in time."""
         url = base_url + self._config.health_check_endpoint
         try:
-            async with self.control_session.get(url) as resp:
+            async with self.control.request(lane, "GET", url) as resp:
                 await resp.read()
                 return 200 <= resp.status < 300
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError, UpstreamError) as exc:
             log.debug("health probe %s failed: %r", url, exc)
             return False
 
-    async def control_request(self, method: str, url: str, *, json: Any = None) -> tuple[int, bytes, str]:
-        """A small control request (abort, models); returns status, body, content type."""
+    async def control_request(self, method: str, url: str, *, lane: str, json: Any = None
+                              ) -> tuple[int, bytes, str]:
+        """A small control request in ``lane`` (abort, scrape, models); returns status, body, content type."""
         try:
-            async with self.control_session.request(method, url, json=json) as resp:
+            async with self.control.request(lane, method, url, json=json) as resp:
                 return resp.status, await resp.read(), resp.content_type
         except Exception as exc:
             _reraise(exc, leg="control", url=url)

@@ -15,6 +15,13 @@ CHAT = "/v1/chat/completions"
 COMPLETIONS = "/v1/completions"
 
 
+MAX_JSON_DEPTH = 64
+"""Deepest nesting of arrays and objects accepted in a body. A chat request with multimodal
+parts and tool schemas nests a dozen levels; anything near the JSON libraries' own limits
+(orjson 1024, the json module's recursion limit ~1000) is an attack, refused the same way
+whichever library parses it."""
+
+
 def parse_json_object(raw: bytes, what: str = "request body") -> dict[str, Any]:
     """Parse bytes as one JSON object; malformed input is a BadRequest saying why."""
     if not raw:
@@ -23,9 +30,26 @@ def parse_json_object(raw: bytes, what: str = "request body") -> dict[str, Any]:
         body = jsonutil.loads(raw)
     except (jsonutil.JSONDecodeError, ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"{what} is not valid JSON: {exc}") from None
+    except RecursionError:  # the json module on a very deep document
+        raise BadRequest(f"{what} nests arrays or objects deeper than {MAX_JSON_DEPTH} levels") from None
     if not isinstance(body, dict):
         raise BadRequest(f"{what} must be a JSON object, got {type(body).__name__}")
+    # depth <= the number of opening brackets, counted in C: only a body with many of them is walked
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and _depth_exceeds(body, MAX_JSON_DEPTH):
+        raise BadRequest(f"{what} nests arrays or objects deeper than {MAX_JSON_DEPTH} levels")
     return body
+
+
+def _depth_exceeds(root: Any, limit: int) -> bool:
+    """Whether containers nest deeper than ``limit`` (iterative: no recursion on hostile input)."""
+    stack = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
 
 
 def _check_int(body: dict, name: str, *, minimum: int) -> None:
@@ -92,4 +116,4 @@ def estimate_tokens(text: str) -> int:
     return max(1, len(text) // 4)
 
 
-__all__ = ["CHAT", "COMPLETIONS", "check_generation", "estimate_tokens", "parse_json_object", "prompt_text"]
+__all__ = ["CHAT", "COMPLETIONS", "MAX_JSON_DEPTH", "check_generation", "estimate_tokens", "parse_json_object", "prompt_text"]

@@ -27,7 +27,7 @@ async def test_control_connection_refused_becomes_upstream_error(client):
         mocked.post(URL + "/v1/abort_requests", exception=aiohttp.ClientConnectorError(
             connection_key=None, os_error=ConnectionRefusedError(111, "Connection refused")))
         with pytest.raises(UpstreamError) as info:
-            await client.control_request("POST", URL + "/v1/abort_requests", json={"abort_all": True})
+            await client.control_request("POST", URL + "/v1/abort_requests", lane="abort", json={"abort_all": True})
     assert info.value.status == 502
     assert "control" in info.value.message and "Connection refused" in info.value.message
 
@@ -36,7 +36,7 @@ async def test_control_timeout_becomes_upstream_timeout_which_is_also_a_timeout_
     with aioresponses() as mocked:
         mocked.get(URL + "/v1/models", exception=TimeoutError())
         with pytest.raises(UpstreamTimeout) as info:
-            await client.control_request("GET", URL + "/v1/models")
+            await client.control_request("GET", URL + "/v1/models", lane="models")
     assert info.value.status == 504
     assert isinstance(info.value, asyncio.TimeoutError)
 
@@ -45,7 +45,7 @@ async def test_control_server_disconnect_becomes_upstream_error(client):
     with aioresponses() as mocked:
         mocked.get(URL + "/v1/models", exception=aiohttp.ServerDisconnectedError())
         with pytest.raises(UpstreamError, match="ServerDisconnectedError"):
-            await client.control_request("GET", URL + "/v1/models")
+            await client.control_request("GET", URL + "/v1/models", lane="models")
 
 
 async def test_probe_is_false_when_the_connection_fails(client):
@@ -115,7 +115,8 @@ async def test_generation_and_control_traffic_use_separate_pools():
     config = RouterConfig(health_pool_size=8)
     async with UpstreamClient(config) as upstream:
         generation, control = upstream.generation_pool, upstream.control_session
-        assert control.connector.limit == 8
+        assert control.connector.limit == upstream.control.max_sockets
+        assert upstream.control.lanes["health"].size == 8
         assert control.timeout.total == config.health_check_timeout_secs
         assert not generation.closed and not control.closed
     assert generation.closed and control.closed
