@@ -28,7 +28,7 @@ from aiohttp import web
 try:  # same optional speed-up as fdrouter's CLI
     import uvloop
 except ImportError:  # pragma: no cover - uvloop is optional
-    uvloop = None
+    uvloop = None  # type: ignore[assignment]
 
 # FastDeploy's AIOHTTP_STREAM_READ_CHUNK_SIZE: "prevent aiohttp's 'Chunk too big' error"
 STREAM_CHUNK_SIZE = 64 * 1024
@@ -109,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(coro)
     return 0
 
+
+__all__ = ["build_app", "main", "serve"]
 
 if __name__ == "__main__":
     sys.exit(main())

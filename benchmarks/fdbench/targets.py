@@ -1,0 +1,129 @@
+"""The servers measured, all in front of one mock backend with zero token delay, started as child processes.
+
+- ``direct``: the mock backend itself, the floor every proxy adds to;
+- ``fdrouter``: ``fdrouter serve`` with its defaults;
+- ``fdrouter (aiohttp client pool)``: the same router with aiohttp's ClientSession as its
+  generation pool (``fdrouter_aiohttp_pool.py``), to re-check what the hand-written pool buys;
+- ``baseline``: ``baseline_proxy.py``, FastDeploy's first router's per-request-session design;
+- ``sglang-router``: the Rust peer, when ``sglang_router`` is importable. It delivers each
+  stream on a keep-alive connection ~40 ms late (0.3.2, with either generator), so its
+  streaming rows are bound by that timer rather than by CPU; with a new connection per request
+  the delay is gone: the signature of Nagle's algorithm on its client sockets meeting the
+  client's delayed ACK.
+
+Processes go through ``fdrouter.testing.processes.Spawner``, each in its own session so a
+Ctrl-C reaches only the benchmark, which then stops them in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+
+from fdrouter.testing.processes import ServiceProcess, Spawner
+
+from .workload import ENDPOINT, HEADERS, HOST, OUTPUT_TOKENS
+
+BENCHMARKS = Path(__file__).resolve().parents[1]
+SERVE_TIMEOUT = 20.0  # seconds for a started router to serve its first request (its worker registered)
+PEER_START_TIMEOUT = 60.0  # sglang-router discovers its worker in a background workflow
+
+DIRECT, FDROUTER, AIOHTTP_POOL, BASELINE, SGLANG = (
+    "direct", "fdrouter", "fdrouter (aiohttp client pool)", "baseline", "sglang-router")
+MOCK = "mock"
+TARGET_ORDER = (DIRECT, FDROUTER, AIOHTTP_POOL, BASELINE, SGLANG)
+"""The order of the rows in every scenario, and of the targets in a round before rotation."""
+
+
+def sglang_available() -> bool:
+    """Whether sglang-router can be run as a peer here."""
+    try:
+        return importlib.util.find_spec("sglang_router") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+async def start_targets(spawner: Spawner, *, with_peer: bool) -> dict[str, ServiceProcess]:
+    """Start the mock backend and every proxy in front of it; name -> process (``direct`` is the mock).
+
+    Raises RuntimeError if one of fdrouter's own servers does not start; a peer that does not
+    start is left out (and its log printed), it costs its rows, not the run.
+    """
+    py = sys.executable
+    mock = await spawner.start(MOCK, [
+        py, "-m", "fdrouter.testing.mock_backend", "--port", "0", "--role", "mixed",
+        "--output-tokens", str(OUTPUT_TOKENS), "--token-delay", "0",
+    ], own_session=True)
+    router_flags = ["--port", "0", "--worker-urls", mock.url, "--log-level", "warning"]
+    commands = {
+        FDROUTER: [py, "-m", "fdrouter", "serve", *router_flags],
+        AIOHTTP_POOL: [py, str(BENCHMARKS / "fdrouter_aiohttp_pool.py"), *router_flags],
+        BASELINE: [py, str(BENCHMARKS / "baseline_proxy.py"), "--port", "0", "--backend", mock.url],
+    }
+    try:
+        async with asyncio.TaskGroup() as group:  # one failing start cancels the others
+            tasks = {name: group.create_task(spawner.start(name, argv, own_session=True))
+                     for name, argv in commands.items()}
+    except ExceptionGroup as failed:  # the first start that failed says why
+        raise failed.exceptions[0] from None
+    started = {DIRECT: mock, MOCK: mock, **{name: task.result() for name, task in tasks.items()}}
+    if with_peer:
+        try:
+            started[SGLANG] = await _start_sglang(spawner, mock.url)
+        except RuntimeError as exc:
+            print(f"sglang-router: could not be started: {exc}", flush=True)
+    return started
+
+
+async def _start_sglang(spawner: Spawner, backend: str) -> ServiceProcess:
+    # It cannot report a port it picked itself, so it gets ports held by closed_port: Rust's listeners
+    # set SO_REUSEADDR on Unix (std's TcpListener::bind does), which such a port lets through.
+    # round_robin: the cheapest policy, like fdrouter's default request_num with one instance. Its
+    # Prometheus exporter defaults to 0.0.0.0:29000, which could clash or expose: pinned to a held
+    # loopback port.
+    port, metrics_port = spawner.hold_port(), spawner.hold_port()
+    url = f"http://{HOST}:{port}"
+    return await spawner.start(SGLANG, [
+        sys.executable, str(BENCHMARKS / "announce_listening.py"), "--name", SGLANG, "--url", url,
+        "--timeout", str(PEER_START_TIMEOUT), "--",
+        sys.executable, "-m", "sglang_router.launch_router", "--host", HOST, "--port", str(port),
+        "--worker-urls", backend, "--policy", "round_robin", "--log-level", "warn",
+        "--prometheus-host", HOST, "--prometheus-port", str(metrics_port),
+    ], timeout=PEER_START_TIMEOUT, own_session=True)
+
+
+def generation_urls(started: dict[str, ServiceProcess]) -> dict[str, str]:
+    """Target name -> the URL the load goes to, in ``TARGET_ORDER``."""
+    return {name: started[name].url.rstrip("/") + ENDPOINT for name in TARGET_ORDER if name in started}
+
+
+def target_pids(started: dict[str, ServiceProcess]) -> dict[str, int]:
+    """Process ids whose CPU time is read: every proxy and the mock (``direct`` has no proxy)."""
+    return {name: proc.pid for name, proc in started.items() if name != DIRECT}
+
+
+async def wait_serving(session: aiohttp.ClientSession, name: str, url: str, body: bytes, timeout: float) -> None:
+    """Poll ``url`` with a real request until it answers 200, so routers have their worker registered."""
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            async with session.post(url, data=body, headers=HEADERS,
+                                    timeout=aiohttp.ClientTimeout(total=2)) as resp:
+                await resp.read()
+                if resp.status == 200:
+                    return
+                last = f"HTTP {resp.status}"
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            last = f"{exc.__class__.__name__}: {exc}"
+        await asyncio.sleep(0.2)
+    raise RuntimeError(f"{name} at {url} did not serve a request within {timeout:g}s (last: {last})")
+
+
+__all__ = ["AIOHTTP_POOL", "BASELINE", "BENCHMARKS", "DIRECT", "FDROUTER", "MOCK", "PEER_START_TIMEOUT",
+           "SERVE_TIMEOUT", "SGLANG", "TARGET_ORDER", "generation_urls", "sglang_available", "start_targets", "target_pids", "wait_serving"]
