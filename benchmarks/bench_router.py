@@ -25,7 +25,7 @@ target and scenario, requests/s, p50/p99 latency, errors, and:
 
 Below the table, the checks (PASS/MISS), each a ratio of two rows of this one run:
 
-- ``fdrouter/baseline throughput @c64``: goal >= 2.5x (DESIGN.md measured ~2.6x for a shared
+- ``fdrouter/baseline throughput @c64``: goal >= 2.5x (a minimal proxy measured ~2.6x for a shared
   session over a per-request one with a minimal proxy); with the same comparison in CPU per
   request, for the proxy alone and for the whole path (generator + proxy + mock);
 - ``router-added p50 @c1``: fdrouter's p50 minus direct's, goal <= 0.5 ms;

@@ -11,7 +11,7 @@ from .targets import AIOHTTP_POOL, BASELINE, DIRECT, FDROUTER, SGLANG, TARGET_OR
 from .workload import C1, C64, S32, SCENARIOS
 
 THROUGHPUT_GOAL = 2.5
-"""fdrouter's req/s at c64 over the baseline's. DESIGN.md measured ~2.6x for a shared session over a
+"""fdrouter's req/s at c64 over the baseline's. A minimal proxy measured ~2.6x for a shared session over a
 per-request one with a minimal proxy: fdrouter, which does more per request, must keep that."""
 ADDED_P50_GOAL_MS = 0.5
 """What fdrouter may add to the p50 latency of one request at a time (c1), in milliseconds."""

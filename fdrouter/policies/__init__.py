@@ -22,8 +22,8 @@ nothing to forget); ``choose`` is generic (``Sequence[C] -> C``): it returns one
 objects it was given.
 
 Built in: random, round_robin, request_num, process_tokens, power_of_two (simple.py);
-fd_metrics_score, remote_metrics (metrics.py); cache_aware (cache_aware.py, radix.py);
-session_affinity (session.py).
+fd_metrics_score, remote_metrics (load_score.py); cache_aware (SGLang's; cache_aware.py, radix.py);
+fd_cache_aware (FastDeploy Go router's scoring; fd_cache_aware.py); session_affinity (session.py).
 
 Adding a policy without touching the router:
 
@@ -50,6 +50,7 @@ from typing import Any
 
 from .base import DEFAULT_SESSION_HEADER, FACTS, BasePolicy, Candidate, Policy, RemoteMetrics, RoutingFacts
 from .cache_aware import CacheAware
+from .fd_cache_aware import FdCacheAware
 from .load_score import FdMetricsScore, RemoteMetricsScore
 from .session import SessionAffinity
 from .simple import PowerOfTwo, ProcessTokens, RandomChoice, RequestNum, RoundRobin, least_loaded
@@ -142,7 +143,7 @@ def make_policy(name: str, **options: Any) -> Policy:
 
 
 for _cls in (RandomChoice, RoundRobin, RequestNum, ProcessTokens, PowerOfTwo,
-             FdMetricsScore, RemoteMetricsScore, CacheAware, SessionAffinity):
+             FdMetricsScore, RemoteMetricsScore, CacheAware, FdCacheAware, SessionAffinity):
     register_policy(_cls)
 
 __all__ = [
