@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import signal
 import sys
@@ -15,16 +16,20 @@ from .config import (
     FIELD_TYPES,
     SETTINGS,
     ConfigError,
+    ConfigFile,
     RouterConfig,
     default_of,
-    load_config_file,
     load_instances_file,
     parse_worker_urls,
+    read_config_file,
 )
+from .fastdeploy_config import resolve_soft_options
 from .instances import InstanceInfo
-from .logs import configure_logging
-from .policies import available_policies
+from .logs import LogRetention, configure_logging
+from .policies import available_policies, policy_options
 from .sim.cli import add_simulate_parser, run_simulate
+
+log = logging.getLogger(__name__)
 
 # Flags come from RouterConfig's setting declarations (config.SETTINGS): one per setting, named
 # like its YAML key. Two are special: --policy-option (repeatable KEY=VALUE) and the static
@@ -102,7 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> RouterConfig:
     """Defaults, then the YAML file, then flags: one RouterConfig."""
-    values = load_config_file(args.config) if args.config else {}
+    return build_config(args)[0]
+
+
+def build_config(args: argparse.Namespace) -> tuple[RouterConfig, list[str]]:
+    """The RouterConfig, and the start-up warnings about configuration keys accepted but not used."""
+    file = read_config_file(args.config) if args.config else ConfigFile()
+    values = dict(file.values)
     for name in SETTINGS:
         value = getattr(args, name, None)
         if name not in _CUSTOM and value is not None:
@@ -113,12 +124,23 @@ def config_from_args(args: argparse.Namespace) -> RouterConfig:
         if spec.env and values.get(name) is None and os.environ.get(spec.env):
             values[name] = os.environ[spec.env]
     instances: list[InstanceInfo] = []
-    if args.register_config:
-        instances.extend(load_instances_file(args.register_config))
+    for path in (file.register_path, args.register_config):
+        if path is not None:
+            instances.extend(load_instances_file(path))
     if args.worker_urls:
         instances.extend(parse_worker_urls(args.worker_urls))
     values["instances"] = tuple(instances)
-    return RouterConfig(**values)
+    warnings = list(file.warnings)
+    if file.soft_options:
+        splitwise = values.get("splitwise", default_of("splitwise"))
+        names = ("prefill_policy", "decode_policy") if splitwise else ("policy",)
+        policies = [values.get(name, default_of(name)) for name in names]
+        accepted = {p: set(policy_options(p)) for p in policies if p in available_policies()}
+        explicit = values.get("policy_options", {})
+        extra, unused = resolve_soft_options(file.soft_options, explicit, accepted)
+        values["policy_options"] = {**extra, **explicit}
+        warnings += unused
+    return RouterConfig(**values), warnings
 
 
 def _run(coro_factory) -> None:
@@ -150,11 +172,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "serve":
         try:
-            config = config_from_args(args)
+            config, warnings = build_config(args)
+            configure_logging(config.log_level, config.log_format, secrets=[config.api_key, config.admin_api_key],
+                              output=config.log_output, file=config.log_file,
+                              retention=LogRetention(config.log_max_age_days, config.log_max_total_size_mb,
+                                                     config.log_cleanup_interval_secs))
         except (ConfigError, TypeError) as exc:
             print(f"fdrouter: error: {exc}", file=sys.stderr)
             return 2
-        configure_logging(config.log_level, config.log_format, secrets=[config.api_key, config.admin_api_key])
+        except OSError as exc:  # the log file cannot be opened
+            print(f"fdrouter: error: cannot write the log file {config.log_file}: {exc.strerror or exc}",
+                  file=sys.stderr)
+            return 2
+        for line in warnings:
+            log.warning("config: %s", line)
         try:
             _run(lambda: _serve(config))
         except OSError as exc:  # e.g. the port is taken
@@ -172,4 +203,4 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["build_parser", "config_from_args", "main", "serve_flags"]
+__all__ = ["build_config", "build_parser", "config_from_args", "main", "serve_flags"]

@@ -176,6 +176,9 @@ class RouterConfig:
         "configured policy that accepts it, and one no policy accepts is an error")
     metrics_scrape_interval_secs: float = setting(
         1.0, "scheduler", "background /metrics scrape interval (only for policies that need it)", gt=0)
+    stats_interval_secs: float = setting(
+        0.0, "scheduler", "log a stats line (running requests per instance, cache hit rate seen in answers) "
+        "this often; 0 = off (FastDeploy's Go router: 5)", ge=0)
     # -- upstream ------------------------------------------------------------------------------
     connect_timeout_secs: float = setting(10.0, "upstream", "time to open a TCP connection to an instance", gt=0)
     max_connections: int = setting(
@@ -209,6 +212,16 @@ class RouterConfig:
                              choices=("debug", "info", "warning", "error"))
     log_format: str = setting("text", "log", "text, or json for one JSON object per line", key="format",
                               choices=("text", "json"))
+    log_output: str = setting("stderr", "log", "where log lines go: stderr, or file (log-file, rotated)",
+                              key="output", choices=("stderr", "stdout", "file"))
+    log_file: str = setting("logs/router.log", "log", "the log file when log-output is file (FastDeploy's path)",
+                            key="file")
+    log_max_age_days: float = setting(7.0, "log", "rotated log files older than this are deleted", key="max-age-days",
+                                      gt=0)
+    log_max_total_size_mb: float = setting(
+        500.0, "log", "the log file and its rotated copies take at most this much disk", key="max-total-size-mb", gt=0)
+    log_cleanup_interval_secs: float = setting(
+        3600.0, "log", "how often old log files are looked for", key="cleanup-interval-secs", gt=0)
 
     def __post_init__(self) -> None:
         if not isinstance(self.policy_options, FrozenOptions):
@@ -315,6 +328,8 @@ def coerce(name: str, value: Any, where: str) -> Any:
         if not isinstance(value, bool):
             raise ConfigError(f"{where}: expected true or false, got {value!r}")
         return value
+    if kind in ("int", "float") and isinstance(value, str):
+        value = _number(value)  # FastDeploy's files quote numbers: port: "8080"
     if kind == "int":
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
@@ -328,6 +343,17 @@ def coerce(name: str, value: Any, where: str) -> Any:
     return value
 
 
+def _number(text: str) -> Any:
+    """A quoted number as a number; anything else unchanged (the type check then names it)."""
+    stripped = text.strip()
+    for kind in (int, float):
+        try:
+            return kind(stripped)
+        except ValueError:
+            continue
+    return text
+
+
 def _read_yaml(path: str | Path) -> Any:
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -339,24 +365,70 @@ def _read_yaml(path: str | Path) -> Any:
         raise ConfigError(f"{path}: invalid YAML: {exc}") from None
 
 
-def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a router YAML file into RouterConfig field values; unknown keys are errors."""
+@dataclass
+class ConfigFile:
+    """What a router YAML file says: settings, and what its FastDeploy Go router keys map to."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    """RouterConfig field values."""
+    soft_options: dict[str, tuple[str, Any]] = field(default_factory=dict)
+    """Policy options from Go router keys: option -> (YAML key, value); applied to the policies that take them."""
+    warnings: list[str] = field(default_factory=list)
+    """One line per key accepted but not used, saying why (logged at start-up)."""
+    register_path: Path | None = None
+    """``manager.register-path``: a register.yaml of static instances."""
+
+
+def read_config_file(path: str | Path) -> ConfigFile:
+    """Read a router YAML file: fdrouter's keys and FastDeploy Go router's; any other key is an error."""
+    from .fastdeploy_config import GO_ROUTER_KEYS, Ignored, SoftOption
+
     data = _read_yaml(path)
+    out = ConfigFile()
     if data is None:
-        return {}
+        return out
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping of sections (server, manager, scheduler ...)")
     keys = yaml_keys()
-    values: dict[str, Any] = {}
     for section, body in data.items():
         if not isinstance(body, dict):
             raise ConfigError(f"{path}: section {section!r} must be a mapping")
         for key, value in body.items():
+            where = f"{path}: {section}.{key}"
             name = keys.get((str(section), str(key)))
-            if name is None:
+            if name is not None:
+                out.values[name] = coerce(name, value, where)
+                continue
+            spec = GO_ROUTER_KEYS.get((str(section), str(key)))
+            if spec is None:
                 raise ConfigError(f"{path}: unknown key {section}.{key}")
-            values[name] = coerce(name, value, f"{path}: {section}.{key}")
-    return values
+            if isinstance(spec, Ignored):
+                out.warnings.append(f"{section}.{key}: accepted and not used: {spec.why}")
+            elif isinstance(spec, SoftOption):
+                if isinstance(value, str):
+                    value = _number(value)
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise ConfigError(f"{where}: expected a number, got {value!r}")
+                for option, convert in spec.options:
+                    out.soft_options[option] = (f"{section}.{key}", convert(value))
+            else:  # manager.register-path
+                if not isinstance(value, str) or not value.strip():
+                    raise ConfigError(f"{where}: expected a file path, got {value!r}")
+                out.register_path = _beside(Path(path), value.strip())
+    return out
+
+
+def _beside(config_path: Path, target: str) -> Path:
+    """A path from a config file: as given if it exists from here, else next to the config file."""
+    given = Path(target)
+    if given.is_absolute() or given.exists():
+        return given
+    return config_path.parent / given
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a router YAML file into RouterConfig field values (``read_config_file`` has the rest)."""
+    return read_config_file(path).values
 
 
 def load_instances_file(path: str | Path) -> tuple[InstanceInfo, ...]:
@@ -366,6 +438,9 @@ def load_instances_file(path: str | Path) -> tuple[InstanceInfo, ...]:
         raise ConfigError(f"{path}: expected a mapping with a list under 'instances:'")
     out = []
     for i, body in enumerate(data["instances"]):
+        if isinstance(body, dict) and isinstance(body.get("host_ip"), str):
+            # FastDeploy's register.yaml may write the host as a URL; the Go router strips the scheme
+            body = {**body, "host_ip": body["host_ip"].strip().removeprefix("http://").removeprefix("https://")}
         try:
             out.append(InstanceInfo.from_dict(body))
         except BadRequest as exc:
@@ -385,6 +460,7 @@ def parse_worker_urls(urls: list[str] | tuple[str, ...]) -> tuple[InstanceInfo, 
 
 
 __all__ = [
-    "FIELD_TYPES", "SETTINGS", "ConfigError", "FrozenOptions", "RouterConfig", "Setting", "coerce", "default_of",
-    "load_config_file", "load_instances_file", "parse_worker_urls", "setting", "yaml_keys",
+    "FIELD_TYPES", "SETTINGS", "ConfigError", "ConfigFile", "FrozenOptions", "RouterConfig", "Setting", "coerce",
+    "default_of", "load_config_file", "load_instances_file", "parse_worker_urls", "read_config_file", "setting",
+    "yaml_keys",
 ]

@@ -28,6 +28,7 @@ class Role(enum.Enum):
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
 _ZONE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _PROTOCOLS = ("ipc", "rdma")
+_ROLE_NUMBERS = ("mixed", "prefill", "decode")  # FastDeploy's InstanceRole: MIXED=0, PREFILL=1, DECODE=2
 _REQUIRED = ("role", "host_ip", "port")
 
 
@@ -120,6 +121,8 @@ class InstanceInfo:
         if missing:
             raise BadRequest(f"missing required field(s): {', '.join(repr(m) for m in missing)}")
         role_value = body["role"]
+        if type(role_value) is int and 0 <= role_value < len(_ROLE_NUMBERS):
+            role_value = _ROLE_NUMBERS[role_value]  # FastDeploy's Go router takes the enum's number too
         if not isinstance(role_value, str) or role_value.strip().lower() not in {r.value for r in Role}:
             raise BadRequest(f"field 'role' must be one of mixed, prefill, decode (any case), got {role_value!r}")
         protocols = _str_list("transfer_protocol", body.get("transfer_protocol"))

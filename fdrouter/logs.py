@@ -15,11 +15,13 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import logging.handlers
 import os
 import re
 import sys
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import IO, Any
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("fdrouter_request_id", default=None)
@@ -151,7 +153,69 @@ class JsonFormatter(_RedactingFormatter):
 
 
 class _FdrouterHandler(logging.StreamHandler):
-    """The one handler ``configure_logging`` installs; its class marks it for replacement."""
+    """The one stream handler ``configure_logging`` installs; its class marks it for replacement."""
+
+
+@dataclass(frozen=True)
+class LogRetention:
+    """How much of a log file's history is kept (FastDeploy's Go router's ``log.*`` keys)."""
+
+    max_age_days: float = 7.0
+    """Rotated files older than this are deleted."""
+    max_total_size_mb: float = 500.0
+    """The file and its rotated copies stay under this (10 files of a tenth each)."""
+    cleanup_interval_secs: float = 3600.0
+    """How often, at most, rotated files are checked for age."""
+
+
+class RetentionFileHandler(logging.handlers.RotatingFileHandler):
+    """A size-rotated log file whose copies are also deleted by age: bounded in size and in time.
+
+    Rotation (the standard library's): at a tenth of the total size, keeping 9 copies. Age: on
+    every rotation, and at most every ``cleanup_interval_secs`` while logging, copies older than
+    ``max_age_days`` are deleted.
+    """
+
+    COPIES = 9
+
+    def __init__(self, path: str | os.PathLike[str], retention: LogRetention) -> None:
+        directory = os.path.dirname(os.fspath(path))
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+        max_bytes = max(1024, int(retention.max_total_size_mb * 1024 * 1024 / (self.COPIES + 1)))
+        super().__init__(path, maxBytes=max_bytes, backupCount=self.COPIES, encoding="utf-8")
+        self.retention = retention
+        self._next_cleanup = 0.0
+        self.delete_old_copies()
+
+    def copies(self) -> list[str]:
+        """The rotated copies that exist now (``router.log.1`` ...)."""
+        base = self.baseFilename
+        return [f"{base}.{i}" for i in range(1, self.COPIES + 1) if os.path.exists(f"{base}.{i}")]
+
+    def delete_old_copies(self) -> None:
+        """Delete rotated copies older than ``max_age_days``."""
+        horizon = time.time() - self.retention.max_age_days * 86400
+        for copy in self.copies():
+            try:
+                if os.path.getmtime(copy) < horizon:
+                    os.remove(copy)
+            except OSError:
+                pass  # gone already, or not ours to delete: the next cleanup tries again
+        self._next_cleanup = time.monotonic() + self.retention.cleanup_interval_secs
+
+    def doRollover(self) -> None:  # noqa: N802 (stdlib name)
+        super().doRollover()
+        self.delete_old_copies()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if time.monotonic() >= self._next_cleanup:
+            self.delete_old_copies()
+        super().emit(record)
+
+
+class _FdrouterFileHandler(RetentionFileHandler):
+    """The file handler ``configure_logging`` installs; its class marks it for replacement."""
 
 
 def configure_logging(
@@ -160,13 +224,17 @@ def configure_logging(
     *,
     secrets: Iterable[str | None] = (),
     stream: IO[str] | None = None,
+    output: str = "stderr",
+    file: str | os.PathLike[str] = "logs/router.log",
+    retention: LogRetention | None = None,
 ) -> logging.Handler:
     """Install (or replace) the router's log handler on the root logger and return it.
 
     ``level`` is a level name (debug, info, warning, error, critical); ``fmt`` is ``text`` or
     ``json``; ``secrets`` (None entries are skipped, so ``[config.api_key]`` works) are
-    replaced by ``***`` in every line; ``stream`` defaults to stderr. Idempotent: a second call
-    replaces the first call's handler, so exactly one is installed.
+    replaced by ``***`` in every line. ``output`` is ``stderr`` (or ``stream`` if given),
+    ``stdout``, or ``file``: ``file`` rotated and pruned by ``retention``. Idempotent: a second
+    call replaces the first call's handler, so exactly one is installed.
     """
     levelno = _LEVELS.get(level.lower())
     if levelno is None:
@@ -178,11 +246,17 @@ def configure_logging(
         formatter = JsonFormatter(clean)
     else:
         raise ValueError(f"unknown log format {fmt!r}; use text or json")
+    handler: logging.Handler
+    if output == "file":
+        handler = _FdrouterFileHandler(file, retention or LogRetention())
+    elif output in ("stderr", "stdout"):
+        handler = _FdrouterHandler(stream if stream is not None else getattr(sys, output))
+    else:
+        raise ValueError(f"unknown log output {output!r}; use stderr, stdout or file")
     root = logging.getLogger()
-    for old in [h for h in root.handlers if isinstance(h, _FdrouterHandler)]:
+    for old in [h for h in root.handlers if isinstance(h, (_FdrouterHandler, _FdrouterFileHandler))]:
         root.removeHandler(old)
         old.close()
-    handler = _FdrouterHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(formatter)
     handler.addFilter(RequestIdFilter())
     root.addHandler(handler)
@@ -192,7 +266,9 @@ def configure_logging(
 
 __all__ = [
     "JsonFormatter",
+    "LogRetention",
     "RequestIdFilter",
+    "RetentionFileHandler",
     "TextFormatter",
     "accept_request_id",
     "configure_logging",
