@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import socket
 from pathlib import Path
 
 import pytest
 
-from fdrouter.testing import MockBackend, closed_port
-from fdrouter.testing.pytest_plugin import mock_backends
+from fdrouter.testing import closed_port
 
 from .helpers import connection_refused
 
@@ -38,21 +36,17 @@ def test_free_port_fixture_is_a_port_number(free_port) -> None:
     assert low <= free_port <= high
 
 
-async def test_mock_backends_closes_everything_it_made_last_first() -> None:
-    closed: list[str] = []
-    # ports held past the exit, so that refused below can only mean the backends stopped listening
-    with contextlib.ExitStack() as ports:
-        async with mock_backends() as make:
-            made = [await make(model=name, port=ports.enter_context(closed_port()))
-                    for name in ("first", "second", "third")]
-            for backend in made:
-                original_close = backend.close
+async def test_router_factory_hands_out_started_routers(router_factory, http) -> None:
+    server = await router_factory(policy="round_robin")
+    assert server.config.policy == "round_robin"
+    async with http.get(server.url + "/health") as response:
+        assert response.status == 200
 
-                async def close(backend: MockBackend = backend, original_close=original_close) -> None:
-                    closed.append(backend.model)
-                    await original_close()
 
-                backend.close = close  # type: ignore[method-assign]
-        assert closed == ["third", "second", "first"]
-        assert all(connection_refused(backend.port) for backend in made)
-
+async def test_cluster_fixture_registers_backends_with_a_router_from_router_factory(cluster) -> None:
+    c = await cluster(mixed=2, behavior={"output_tokens": 2})
+    assert len(c.backends) == 2 and all(b.behavior.output_tokens == 2 for b in c.backends)
+    assert c.backends[0].behavior is not c.backends[1].behavior  # each its own, to flip alone
+    assert len(c.server.router.registry.all()) == 2
+    status, answer = await c.chat()
+    assert (status, answer["usage"]["completion_tokens"]) == (200, 2)
