@@ -27,10 +27,10 @@ class Req:
 def test_admits_from_the_head_of_the_queue_while_the_batch_has_room() -> None:
     waiting = deque(Req(n, 10) for n in "abc")
     planner = BatchPlanner(ENGINE, PrefixCache(64))
-    assert [r.name for r in planner.plan(waiting, running=1).admitted] == ["a"]
+    assert [r.name for r in planner.plan(waiting, running=1)[0]] == ["a"]
     assert [r.name for r in waiting] == ["b", "c"]
-    assert planner.plan(waiting, running=2).admitted == []  # full: nobody admitted
-    assert [r.name for r in planner.plan(waiting, running=0).admitted] == ["b", "c"]
+    assert planner.plan(waiting, running=2)[0] == []  # full: nobody admitted
+    assert [r.name for r in planner.plan(waiting, running=0)[0]] == ["b", "c"]
     assert planner.has_room(1) and not planner.has_room(2)
 
 
@@ -46,7 +46,7 @@ def test_a_prefill_iteration_costs_the_sum_of_the_uncached_prefills() -> None:
 
 def test_a_request_admitted_after_another_hits_the_blocks_that_one_just_cached() -> None:
     waiting = deque([Req("first", 48, [1, 2, 3]), Req("second", 48, [1, 2, 9])])
-    admitted = BatchPlanner(ENGINE, PrefixCache(64)).plan(waiting, running=0).admitted
+    admitted, _, _ = BatchPlanner(ENGINE, PrefixCache(64)).plan(waiting, running=0)
     assert [r.cached_tokens for r in admitted] == [0, 32]
 
 

@@ -76,10 +76,9 @@ class Recording(BatchPlanner):
         self.log: list[tuple[float, list[int], bool, float]] = []
 
     def plan(self, waiting, running):  # type: ignore[no-untyped-def]  # records whatever it plans
-        decision = super().plan(waiting, running)
-        if decision.admitted:
-            ids = [seq.rid for seq in decision.admitted]  # type: ignore[attr-defined]
-            self.log.append((self.now, ids, decision.prefill, decision.seconds))
+        decision = admitted, prefill, seconds = super().plan(waiting, running)
+        if admitted:
+            self.log.append((self.now, [seq.rid for seq in admitted], prefill, seconds))
         return decision
 
 
