@@ -176,7 +176,9 @@ class SimInstance:
             return Event(now + seconds, Kind.WAKE, (self, self._version))
         for job in admitted:  # a decode instance: the KV cache came computed, decoding starts now
             job.decode_wait = now - job.enqueued
-            heapq.heappush(running, (self._steps + job.output_tokens, job.rid, job))
+            # at least one step, even for 0 tokens: a run of 0 steps would never end (and the mock
+            # backend, asked for max_tokens=0, answers after one step too)
+            heapq.heappush(running, (self._steps + max(1, job.output_tokens), job.rid, job))
             self._first_pending.append(job)
         if running:
             self._busy = True

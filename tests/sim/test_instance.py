@@ -94,7 +94,9 @@ def run_simulator(role: str, arrivals: Sequence[Arrival]) -> tuple[dict[int, Out
     heapq.heapify(queue)
     seq = len(queue)
     outcomes: dict[int, Outcome] = {}
-    while queue:
+    for _ in range(100 * len(arrivals) + 100):  # bounded: an engine that stops advancing fails, not hangs
+        if not queue:
+            break
         now, kind, _, payload = heapq.heappop(queue)
         planner.now = now
         if kind == Kind.ARRIVAL:
@@ -107,6 +109,7 @@ def run_simulator(role: str, arrivals: Sequence[Arrival]) -> tuple[dict[int, Out
         if event is not None:
             seq += 1
             heapq.heappush(queue, (event.time, event.kind, seq, event.payload))
+    assert not queue, f"the instance is still busy after {seq} events: it stopped advancing"
     return outcomes, planner.log
 
 
@@ -186,6 +189,14 @@ def test_the_mock_and_the_simulator_agree_on_prefill_and_decode_instances() -> N
     assert all(prefill is False for _, _, prefill, _ in sim_log)  # decode: no prefill iterations
 
 
+def test_a_request_for_no_tokens_still_leaves_a_decode_instance_after_one_step() -> None:
+    # as on the mock, where max_tokens=0 finishes at the end of the first decode step
+    arrivals = _scenario(gaps=[0, 3], outputs=[0, 2], kinds=[0, 1])
+    sim, _ = run_simulator(DECODE, arrivals)
+    assert sim == run_mock(DECODE, arrivals)[0]
+    assert sim[0].leave == sim[0].first_token == arrivals[0].at + ENGINE.step_time(1)
+
+
 @settings(max_examples=60)
 @given(
     role=st.sampled_from([MIXED, PREFILL, DECODE]),
@@ -193,9 +204,8 @@ def test_the_mock_and_the_simulator_agree_on_prefill_and_decode_instances() -> N
                       min_size=1, max_size=25),
 )
 def test_the_mock_and_the_simulator_agree_on_any_arrivals(role: str, requests: list[tuple[int, int, int]]) -> None:
-    # output 0 is what max_tokens=0 makes on the mock; a decode instance always decodes one token
-    outputs = [max(out, 1) if role == DECODE else out for _, out, _ in requests]
-    arrivals = _scenario([g for g, _, _ in requests], outputs, [k for _, _, k in requests])
+    # output 0 is what max_tokens=0 makes on the mock
+    arrivals = _scenario(*(list(column) for column in zip(*requests, strict=True)))
     sim, sim_log = run_simulator(role, arrivals)
     mock, mock_log = run_mock(role, arrivals)
     assert mock == sim
