@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import re
 import signal
 import subprocess
@@ -13,6 +11,7 @@ import sys
 import aiohttp
 
 from fdrouter.cli import main, serve_flags
+from fdrouter.testing import Spawner
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
@@ -52,27 +51,18 @@ def test_unparseable_number_is_an_argparse_error():
     assert result.returncode == 2 and "Traceback" not in result.stderr
 
 
-async def test_serve_runs_routes_to_worker_urls_and_exits_cleanly_on_sigterm(mock_backend_factory):
+async def test_serve_runs_routes_to_worker_urls_and_exits_cleanly_on_sigterm(mock_backend_factory, tmp_path):
     backend = await mock_backend_factory()
-    proc = await asyncio.create_subprocess_exec(  # port 0: it picks a free port and prints its URL
-        sys.executable, "-m", "fdrouter", "serve", "--port", "0", "--worker-urls", backend.url,
-        "--log-level", "warning", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    try:
-        line = (await asyncio.wait_for(proc.stdout.readline(), timeout=30)).decode()
-        match = re.fullmatch(r"fdrouter listening on (http://127\.0\.0\.1:[1-9]\d*)\n", line)
-        assert match, line
+    async with Spawner(tmp_path) as spawn:  # port 0: it picks a free port and prints its URL
+        router = await spawn.router("--port", "0", "--worker-urls", backend.url)
+        first_line = router.log_text().splitlines()[0]
+        assert re.fullmatch(r"fdrouter listening on http://127\.0\.0\.1:[1-9]\d*", first_line), first_line
         async with aiohttp.ClientSession() as session:
-            async with session.post(match.group(1) + "/v1/completions", json={"prompt": "hi"}) as resp:
+            async with session.post(router.url + "/v1/completions", json={"prompt": "hi"}) as resp:
                 assert resp.status == 200
         assert backend.requests_total == 1
-        proc.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(proc.wait(), timeout=15) == 0
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        router.signal(signal.SIGTERM)
+        assert await router.wait(15) == 0
 
 
 def test_port_in_use_is_a_clear_error():

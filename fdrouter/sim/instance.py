@@ -1,18 +1,12 @@
 """A simulated serving instance: the Candidate a policy sees, and the engine behind it.
 
-The engine is iteration-level continuous batching as in vLLM (v0 scheduler) and FastDeploy,
-timed by ``EngineModel`` -- the same model the mock backend uses:
-
-- Requests wait in a FIFO queue; at each iteration boundary the engine admits from its
-  head while fewer than ``max_batch`` sequences are running.
-- Admitted requests that need a prefill run one prefill iteration together (decode
-  pauses: prefill first, no chunking). It costs ``prefill_time(uncached)`` summed over
-  them, where ``uncached`` is the prompt minus the prefix found in the instance's
-  ``PrefixCache`` on admission. In mixed mode the prefill yields the first token.
-- Otherwise every running sequence gains one token per decode step of
-  ``step_time(batch)`` seconds. Rather than one event per step, the instance sleeps until
-  the next sequence finishes (the batch is constant until then) and is woken early, at
-  the next step boundary, only when a new request could join the batch.
+The engine is iteration-level continuous batching, timed by ``EngineModel``; what it admits and
+what each iteration costs is decided by ``fdrouter.sim.batching.BatchPlanner`` (whose docstring
+has the rules), the very planner the mock backend runs. This module applies the decisions in
+simulated time: a prefill iteration is one event at its end; a run of decode steps is one
+event too, since the batch is constant until the next sequence finishes. The instance sleeps
+until then and is woken early, at the next step boundary, only when a new request could
+join the batch.
 
 Roles: ``mixed`` does both; ``prefill`` only prefills (requests leave when their prefill
 ends); ``decode`` admits requests whose KV cache arrived and only decodes: their first
@@ -27,11 +21,15 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
+from collections.abc import Sequence
 
 from ..policies.base import RemoteMetrics
+from .batching import BatchPlanner
 from .engine_model import EngineModel
 from .events import Event, Kind
 from .kvcache import PrefixCache
+
+__all__ = ["DECODE", "MIXED", "PREFILL", "Job", "SimInstance"]
 
 MIXED, PREFILL, DECODE = "mixed", "prefill", "decode"
 
@@ -51,7 +49,7 @@ class Job:
         self.arrival = arrival
         self.session = session
         self.prompt_tokens = prompt_tokens
-        self.hashes: list[int] | None = hashes  # dropped once the prefix cache has seen them
+        self.hashes: Sequence[int] | None = hashes  # dropped once the prefix cache has seen them
         self.output_tokens = output_tokens
         self.routed_tokens = 0  # facts.prompt_tokens the router added to in_flight_tokens
         self.prefill_inst: SimInstance | None = None
@@ -69,7 +67,7 @@ class SimInstance:
 
     __slots__ = (
         "url", "role", "index", "in_flight", "in_flight_tokens", "remote", "requests_total",
-        "engine", "cache", "_waiting", "_running", "_prefilling", "_first_pending", "_steps",
+        "engine", "cache", "planner", "_waiting", "_running", "_prefilling", "_first_pending", "_steps",
         "_version", "_seg_start", "_seg_step_s", "_seg_steps", "_busy",
     )
 
@@ -85,6 +83,7 @@ class SimInstance:
         # -- the engine --
         self.engine = engine
         self.cache = PrefixCache(engine.cache_blocks, engine.block_tokens) if role != DECODE else None
+        self.planner = BatchPlanner(engine, self.cache)
         self._waiting: deque[Job] = deque()
         self._running: list[tuple[int, int, Job]] = []  # heap of (finish_step, rid, job)
         self._prefilling: list[Job] = []
@@ -121,7 +120,7 @@ class SimInstance:
         self._waiting.append(job)
         if not self._busy:
             return self._plan(now)
-        if self._prefilling or len(self._running) >= self.engine.max_batch:
+        if self._prefilling or not self.planner.has_room(len(self._running)):
             return None  # admitted when the prefill iteration ends, or when a slot frees up
         # decoding with a free slot: stop the run at the next step boundary to admit it
         step_s = self._seg_step_s
@@ -164,35 +163,29 @@ class SimInstance:
         return done, self._plan(now)
 
     def _plan(self, now: float) -> Event | None:
-        """Admit what fits and start the next iteration; its end is the next wake-up."""
-        engine, waiting, running = self.engine, self._waiting, self._running
-        room = engine.max_batch - len(running)
-        prefill_s = 0.0
-        while waiting and room > 0:
-            job = waiting.popleft()
-            room -= 1
-            if self.role == DECODE:
-                job.decode_wait = now - job.enqueued
-                heapq.heappush(running, (self._steps + job.output_tokens, job.rid, job))
-                self._first_pending.append(job)
-                continue
-            job.queue_wait = now - job.enqueued
-            cached = self.cache.lookup_and_insert(job.hashes)
-            job.hashes = None
-            job.cached_tokens = cached
-            prefill_s += engine.prefill_time(job.prompt_tokens - cached)
-            self._prefilling.append(job)
+        """Admit what the planner admits and start the iteration it plans; its end is the next wake-up."""
+        running = self._running
+        admitted, prefill, seconds = self.planner.plan(self._waiting, len(running))
         self._version += 1
-        if self._prefilling:
+        if prefill:
+            for job in admitted:
+                job.queue_wait = now - job.enqueued
+            self._prefilling = admitted
             self._busy = True
             self._seg_steps = 0
-            return Event(now + prefill_s, Kind.WAKE, (self, self._version))
+            return Event(now + seconds, Kind.WAKE, (self, self._version))
+        for job in admitted:  # a decode instance: the KV cache came computed, decoding starts now
+            job.decode_wait = now - job.enqueued
+            # at least one step, even for 0 tokens: a run of 0 steps would never end (and the mock
+            # backend, asked for max_tokens=0, answers after one step too)
+            heapq.heappush(running, (self._steps + max(1, job.output_tokens), job.rid, job))
+            self._first_pending.append(job)
         if running:
             self._busy = True
             self._seg_start = now
-            self._seg_step_s = engine.step_time(len(running))
+            self._seg_step_s = seconds
             self._seg_steps = running[0][0] - self._steps
-            return Event(now + self._seg_steps * self._seg_step_s, Kind.WAKE, (self, self._version))
+            return Event(now + self._seg_steps * seconds, Kind.WAKE, (self, self._version))
         self._busy = False
         return None
 

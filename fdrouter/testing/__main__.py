@@ -4,4 +4,6 @@ import sys
 
 from fdrouter.testing.mock_backend import main
 
+__all__: list[str] = []
+
 sys.exit(main())

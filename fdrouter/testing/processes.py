@@ -98,9 +98,11 @@ class ServiceProcess:
 class Spawner:
     """Starts server processes into ``logdir`` and stops every one of them on ``close()``, last first.
 
-    ``python_module(name, module, *args)`` runs ``python -m module args`` with this interpreter;
-    ``start(name, argv)`` any command. Ports held with ``hold_port()`` stay held until ``close()``:
-    a killed server's port then keeps refusing connections instead of reaching whoever took it next.
+    ``python_module(name, module, *args)`` runs ``python -m module args`` with this interpreter,
+    ``backend(*args)`` a mock backend, ``router(*args)`` ``fdrouter serve``; ``start(name, argv)``
+    any command. ``async with Spawner(logdir) as spawn:`` closes on exit. Ports held with
+    ``hold_port()`` stay held until ``close()``: a killed server's port then keeps refusing
+    connections instead of reaching whoever took it next.
     """
 
     def __init__(self, logdir: str | Path, *, env: dict[str, str] | None = None) -> None:
@@ -146,6 +148,24 @@ class Spawner:
     async def python_module(self, name: str, module: str, *args: str, **kwargs: object) -> ServiceProcess:
         """``python -m module args`` with this interpreter (see ``start``)."""
         return await self.start(name, [sys.executable, "-m", module, *args], **kwargs)  # type: ignore[arg-type]
+
+    async def backend(self, *args: str) -> ServiceProcess:
+        """``python -m fdrouter.testing.mock_backend args``, on a ``hold_port()`` unless ``--port`` is given."""
+        port = () if "--port" in args else ("--port", str(self.hold_port()))
+        return await self.python_module("backend", "fdrouter.testing.mock_backend", *args, *port)
+
+    async def router(self, *args: str) -> ServiceProcess:
+        """``python -m fdrouter serve args``, on a ``hold_port()`` unless ``--port`` is given, logging
+        warnings and worse unless ``--log-level`` is given."""
+        port = () if "--port" in args else ("--port", str(self.hold_port()))
+        level = () if "--log-level" in args else ("--log-level", "warning")
+        return await self.python_module("router", "fdrouter", "serve", *args, *port, *level)
+
+    async def __aenter__(self) -> Spawner:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
 
     async def close(self, *, graceful: bool = False) -> None:
         """Stop every child, last started first (SIGKILL, or SIGTERM first if ``graceful``); free the ports."""

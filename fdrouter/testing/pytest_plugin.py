@@ -1,60 +1,36 @@
-"""pytest plugin handing out started MockBackends, in the style of aiohttp's ``aiohttp_server``.
+"""pytest plugin handing out started mock backends and routers, in the style of aiohttp's ``aiohttp_server``.
 
 Register it in the root conftest: ``pytest_plugins = ["fdrouter.testing.pytest_plugin"]``.
-Fixtures: ``mock_backend_factory`` (``await make(role="decode", ...)`` -> started MockBackend,
-all closed at teardown, last first) and ``free_port``.
+Fixtures (each a thin wrapper over ``fdrouter.testing.factories`` / ``mock_cluster``):
 
-Each backend made without a port gets one held by `closed_port` until teardown, so a test that
-closes a backend (a dead instance) keeps a port that refuses connections: no other process can
-start listening there in between and answer in its place.
+- ``mock_backend_factory``: ``await make(role="decode", ...)`` -> a started MockBackend; all
+  closed at teardown, last first. Each one made without a port gets one held by `closed_port`
+  until teardown, so a test that closes a backend (a dead instance) keeps a port that refuses
+  connections: no other process can start listening there in between and answer in its place.
+- ``router_factory``: ``await make(**config)`` -> a started RouterServer on a free port, checked
+  at teardown for leaks (no request in flight, no generation connection still lent out).
+- ``http``: an aiohttp client session for the test.
+- ``cluster``: ``await make(mixed=2)`` or ``await make(prefill=1, decode=1, splitwise=True)`` ->
+  a ``Cluster``: a router from ``router_factory`` with backends from ``mock_backend_factory``
+  registered.
+- ``free_port``: a port number that was free (racy; prefer port 0 or ``closed_port``).
 """
 
 from __future__ import annotations
 
-import contextlib
-import ipaddress
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest
 import pytest_asyncio
 
-from fdrouter.testing.mock_backend import MockBackend, closed_port
-from fdrouter.testing.mock_backend import free_port as _free_port
+from .factories import MockBackendMaker, RouterMaker, mock_backends, routers
+from .mock_cluster import HTTP_TIMEOUT, ClusterMaker, cluster_maker
+from .ports import free_port as _free_port
 
-__all__ = ["MockBackendMaker", "free_port", "mock_backend_factory", "mock_backends"]
-
-MockBackendMaker = Callable[..., Awaitable[MockBackend]]
-
-
-@contextlib.asynccontextmanager
-async def mock_backends() -> AsyncIterator[MockBackendMaker]:
-    """Yield ``make(**kwargs)``, which starts a MockBackend; on exit close all it made, last first.
-
-    Without a ``port`` (or with 0), a backend on an IP address listens on a port held by
-    `closed_port` until the exit: after ``close()`` it refuses connections, as a dead instance's
-    port should, instead of being free for whichever process binds next.
-    The fixture is a thin wrapper over this, so notebooks and benchmarks get the same cleanup.
-    """
-    # AsyncExitStack unwinds last first and keeps closing the rest if one close() fails; each
-    # held port is released after its backend closed.
-    async with contextlib.AsyncExitStack() as stack:
-
-        async def make(**kwargs: Any) -> MockBackend:
-            host = kwargs.get("host", "127.0.0.1")
-            if not kwargs.get("port") and _is_ip(host):
-                kwargs["port"] = stack.enter_context(closed_port(host))
-            return await stack.enter_async_context(MockBackend(**kwargs))
-
-        yield make
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False  # a name may resolve to several addresses: let the backend bind port 0 itself
-    return True
+__all__ = [
+    "MockBackendMaker", "cluster", "free_port", "http", "mock_backend_factory", "mock_backends", "router_factory",
+]
 
 
 @pytest_asyncio.fixture
@@ -62,6 +38,28 @@ async def mock_backend_factory() -> AsyncIterator[MockBackendMaker]:
     """``await mock_backend_factory(role=..., behavior=...)`` -> a started MockBackend, closed after the test."""
     async with mock_backends() as make:
         yield make
+
+
+@pytest_asyncio.fixture
+async def router_factory() -> AsyncIterator[RouterMaker]:
+    """``await router_factory(**config)`` -> a started RouterServer on a free port, leak-checked at teardown."""
+    async with routers() as make:
+        yield make
+
+
+@pytest_asyncio.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """A client session for talking to routers and backends in a test."""
+    async with aiohttp.ClientSession(timeout=HTTP_TIMEOUT) as session:
+        yield session
+
+
+@pytest_asyncio.fixture
+async def cluster(
+    router_factory: RouterMaker, mock_backend_factory: MockBackendMaker, http: aiohttp.ClientSession
+) -> AsyncIterator[ClusterMaker]:
+    """``await cluster(mixed=2)`` or ``await cluster(prefill=1, decode=1, splitwise=True)``."""
+    yield cluster_maker(router_factory, mock_backend_factory, http)
 
 
 @pytest.fixture

@@ -6,134 +6,29 @@ every wait is bounded.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import os
-import re
 import signal
-import sys
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest_asyncio
 
-from fdrouter.testing import closed_port
+from fdrouter.testing import wait_until
+from fdrouter.testing.processes import ServiceProcess, Spawner
 
-_URL = re.compile(rb"http://127\.0\.0\.1:(\d+)")
-START_TIMEOUT = 30.0  # a cold interpreter importing aiohttp + prometheus on a busy 2-core box
-
-
-@dataclass
-class Proc:
-    """A child process that printed the URL it listens on; its stderr goes to ``log``."""
-
-    process: asyncio.subprocess.Process
-    url: str
-    log: Path
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    @property
-    def port(self) -> int:
-        return int(self.url.rsplit(":", 1)[1])
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    async def wait(self, timeout: float) -> int:
-        """The exit code; raises TimeoutError if the process is still running after ``timeout``."""
-        return await asyncio.wait_for(self.process.wait(), timeout)
-
-    def kill(self) -> None:
-        """SIGKILL, unless it has exited already."""
-        if self.process.returncode is None:
-            try:
-                self.process.kill()
-            except ProcessLookupError:
-                pass
-
-    def signal(self, signum: int) -> None:
-        self.process.send_signal(signum)
-
-
-class Spawner:
-    """Starts ``python -m fdrouter.testing.mock_backend`` and ``python -m fdrouter serve`` processes.
-
-    Each listens on a port held by `closed_port` until teardown (both bind with SO_REUSEADDR):
-    when a test kills one, its port refuses connections, as a dead process's should, instead of
-    being free for another process on the machine to take and answer on.
-    """
-
-    def __init__(self, logdir: Path) -> None:
-        self.logdir = logdir
-        self.procs: list[Proc] = []
-        self._ports = contextlib.ExitStack()
-
-    def hold_port(self) -> int:
-        """A port held until teardown, for a process to listen on (and to be restarted on)."""
-        return self._ports.enter_context(closed_port())
-
-    async def _start(self, name: str, argv: list[str]) -> Proc:
-        log = self.logdir / f"{name}-{len(self.procs)}.log"
-        with open(log, "wb") as err:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable, *argv, stdout=asyncio.subprocess.PIPE, stderr=err,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
-        proc = Proc(process, "", log)
-        self.procs.append(proc)
-        assert process.stdout is not None
-        try:
-            line = await asyncio.wait_for(process.stdout.readline(), START_TIMEOUT)
-        except TimeoutError:
-            proc.kill()
-            raise AssertionError(f"{name} printed no URL within {START_TIMEOUT}s; log:\n{proc.log_text()}") from None
-        match = _URL.search(line)
-        if match is None:
-            proc.kill()
-            await proc.process.wait()
-            raise AssertionError(f"{name} did not start: {line!r}; log:\n{proc.log_text()}")
-        proc.url = f"http://127.0.0.1:{int(match.group(1))}"
-        return proc
-
-    async def backend(self, *args: str) -> Proc:
-        """A mock backend process (on a `hold_port` unless ``--port`` is given)."""
-        argv = ["-m", "fdrouter.testing.mock_backend", *args]
-        if "--port" not in args:
-            argv += ["--port", str(self.hold_port())]
-        return await self._start("backend", argv)
-
-    async def router(self, *args: str) -> Proc:
-        """An ``fdrouter serve`` process (on a `hold_port` unless ``--port`` is given; warnings only in its log)."""
-        argv = ["-m", "fdrouter", "serve", *args]
-        if "--port" not in args:
-            argv += ["--port", str(self.hold_port())]
-        if "--log-level" not in args:
-            argv += ["--log-level", "warning"]
-        return await self._start("router", argv)
-
-    async def close(self) -> None:
-        for proc in reversed(self.procs):
-            proc.kill()
-            try:
-                await proc.wait(10)
-            except TimeoutError:  # pragma: no cover - a zombie we cannot do more about
-                pass
-        self._ports.close()
+Proc = ServiceProcess  # what ``spawn.backend()`` and ``spawn.router()`` return
 
 
 @pytest_asyncio.fixture
-async def spawn(tmp_path):
-    """A Spawner; every process it started is killed (SIGKILL) at teardown if still running."""
-    spawner = Spawner(tmp_path)
-    try:
+async def spawn(tmp_path: Path) -> AsyncIterator[Spawner]:
+    """A ``fdrouter.testing.Spawner``: ``await spawn.backend(*flags)`` starts a mock backend process,
+    ``await spawn.router(*flags)`` an ``fdrouter serve`` one, each on a port held until teardown
+    (a killed one's port refuses connections instead of being free for another process to take).
+    Every process it started is killed (SIGKILL) at teardown if still running."""
+    async with Spawner(tmp_path) as spawner:
         yield spawner
-    finally:
-        await spawner.close()
 
 
 # -- answers ---------------------------------------------------------------------------------
@@ -228,16 +123,9 @@ def rss_bytes(pid: int) -> int:
     raise AssertionError(f"no VmRSS in /proc/{pid}/status")
 
 
-async def poll(predicate, *, timeout: float, interval: float = 0.05) -> bool:
+async def poll(predicate: Callable[[], Awaitable[bool]], *, timeout: float, interval: float = 0.05) -> bool:
     """Await ``predicate()`` (a coroutine function) until truthy or ``timeout``; returns the last answer."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        if await predicate():
-            return True
-        if loop.time() >= deadline:
-            return bool(await predicate())
-        await asyncio.sleep(interval)
+    return await wait_until(predicate, timeout=timeout, interval=interval)
 
 
 def kill_now(proc: Proc) -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import aiohttp
 import pytest
 
 from fdrouter.testing.processes import Spawner
+
+from .helpers import connection_refused
 
 
 async def test_a_mock_backend_process_is_started_until_it_listens_and_killed_on_close(tmp_path):
@@ -48,3 +51,16 @@ async def test_stop_terminates_gracefully_and_returns_the_exit_code(tmp_path):
         assert proc.stop() == 0  # the mock backend exits 0 on SIGTERM
     finally:
         await spawner.close()
+
+
+async def test_backend_and_router_processes_listen_on_held_ports_and_work_together(tmp_path):
+    async with Spawner(tmp_path) as spawn:
+        backend = await spawn.backend("--output-tokens", "2")
+        router = await spawn.router("--worker-urls", backend.url)
+        async with aiohttp.ClientSession() as http, http.post(router.url + "/v1/completions", json={"prompt": "hi"}) as resp:
+            assert (await resp.json())["usage"]["completion_tokens"] == 2
+        backend.kill()
+        assert await backend.wait(10) == -signal.SIGKILL
+        assert connection_refused(backend.port)  # still held: nothing else can answer there
+        assert "INFO" not in router.log_text()  # warnings and worse only, unless asked
+    assert backend.returncode is not None and router.returncode is not None and not spawn.procs
