@@ -2,7 +2,7 @@
 
 DESIGN.md's lesson: when health checks shared the generation pool they queued behind hung
 generation traffic, timed out, and healthy instances were dropped. So generation traffic
-(``http1.Http1Pool``, sized for LLM concurrency) and control traffic (health checks,
+(``generation_pool.Http1Pool``, sized for LLM concurrency) and control traffic (health checks,
 registration probes, aborts: an aiohttp session with a short timeout) get separate pools,
 each created once at start-up and closed at shutdown.
 
