@@ -79,13 +79,19 @@ class FakeTransport(asyncio.Transport):
 
 
 class FakeNetwork:
-    """Every connection the pool opened, in order; ``connect_hangs`` makes new connects wait forever."""
+    """Every connection the pool opened, in order.
+
+    ``connect_hangs`` makes new connects wait forever: "syn" before any transport exists (a SYN
+    nobody answers), "made" after the protocol got its transport (asyncio's create_connection
+    still waiting for it to be ready); a cancelled "made" connect closes its transport, as
+    asyncio's does."""
 
     def __init__(self) -> None:
         self.transports: list[FakeTransport] = []
         self.connects = 0
-        self.connect_hangs = False
+        self.connect_hangs: str | None = None
         self.pending_connects = 0
+        self.abandoned: list[FakeTransport] = []
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def install(self, loop: asyncio.AbstractEventLoop, monkeypatch: Any) -> FakeNetwork:
@@ -97,14 +103,25 @@ class FakeNetwork:
     async def create_connection(self, factory: Callable[[], asyncio.Protocol], host: str, port: int,
                                 **kwargs: Any) -> tuple[FakeTransport, asyncio.Protocol]:
         self.connects += 1
+        loop = self._loop or asyncio.get_running_loop()
+        protocol = transport = None
+        if self.connect_hangs == "made":
+            protocol = factory()
+            transport = FakeTransport(protocol, loop)
+            protocol.connection_made(transport)
         if self.connect_hangs:
             self.pending_connects += 1
             try:
-                await asyncio.get_running_loop().create_future()  # a SYN nobody answers
+                await loop.create_future()
+            except BaseException:
+                if transport is not None:
+                    self.abandoned.append(transport)
+                    transport.close()
+                raise
             finally:
                 self.pending_connects -= 1
         protocol = factory()
-        transport = FakeTransport(protocol, self._loop or asyncio.get_running_loop())
+        transport = FakeTransport(protocol, loop)
         protocol.connection_made(transport)
         self.transports.append(transport)
         return transport, protocol
