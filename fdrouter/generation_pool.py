@@ -309,4 +309,6 @@ class Http1Pool:
             idle = self._idle.get(conn.key)
             if idle is not None:
                 idle.pop(conn, None)
+                if not idle:  # e.g. an instance that left: keep no empty entry for it
+                    del self._idle[conn.key]
 
