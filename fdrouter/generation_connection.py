@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from typing import TYPE_CHECKING
 
 import httptools
@@ -178,6 +178,10 @@ class Connection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         response: Response = self.response  # type: ignore[assignment]
         if response.phase is HEAD:  # not the trailers after a chunked body
+            response._header_bytes += len(name) + len(value) + 4
+            if response._header_bytes > self.pool.max_header_bytes:
+                # 300 MB of headers once took a router to 440 MB: refuse past the cap
+                raise ResponseBroken(f"the answer's headers are over {self.pool.max_header_bytes} bytes")
             response._headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
@@ -218,13 +222,17 @@ class Connection(asyncio.Protocol):
 class Response:
     """An instance's answer: status and headers first, the body as it arrives."""
 
-    __slots__ = ("status", "phase", "_headers", "_chunks", "_buffered", "_error", "_waiter", "_conn",
-                 "_pool", "_loop", "_timer", "_sent_at", "_wait_started")
+    __slots__ = ("status", "phase", "on_done", "_headers", "_header_bytes", "_chunks", "_buffered", "_error",
+                 "_waiter", "_conn", "_pool", "_loop", "_timer", "_sent_at", "_wait_started")
 
     def __init__(self, conn: Connection, pool: Http1Pool, loop: asyncio.AbstractEventLoop, now: float) -> None:
         self.status = 0
         self.phase = SENT
+        self.on_done: Callable[[], None] | None = None
+        """Called once when the answer is complete, failed or settled: the instance's work for this
+        request is over, even if the reader has not taken every byte yet (a slow client)."""
         self._headers: list[tuple[bytes, bytes]] = []  # (lower-case name, value), decoded on demand
+        self._header_bytes = 0
         self._chunks: collections.deque[bytes] = collections.deque()
         self._buffered = 0
         self._error: BaseException | None = None
@@ -249,6 +257,10 @@ class Response:
             if key == wanted:
                 return value.decode("latin-1")
         return default
+
+    def header_items(self) -> list[tuple[str, str]]:
+        """Every header of the answer, in order, names lower-case."""
+        return [(name.decode("latin-1"), value.decode("latin-1")) for name, value in self._headers]
 
     @property
     def content_type(self) -> str:
@@ -310,7 +322,10 @@ class Response:
     # -- internals ---------------------------------------------------------------------
 
     def _on(self, event: Event) -> None:
-        self.phase = next_phase(self.phase, event)
+        self.phase = phase = next_phase(self.phase, event)
+        if (phase is COMPLETE or phase is FAILED or phase is SETTLED) and self.on_done is not None:
+            done, self.on_done = self.on_done, None
+            done()
 
     def _settle(self) -> None:
         self._on(_SETTLE)

@@ -67,9 +67,13 @@ class Http1Pool:
         total_timeout: float | None = None,
         first_byte_timeout: float | None = None,
         idle_timeout: float | None = None,
+        max_header_bytes: int = 64 * 1024,
     ) -> None:
         """Timeouts of None or 0 are off. ``first_byte_timeout`` runs from sending the request
-        to the answer's headers; ``idle_timeout`` bounds each gap between body chunks."""
+        to the answer's headers; ``idle_timeout`` bounds each gap between body chunks.
+        ``max_header_bytes`` caps an answer's head (nginx's proxy buffers hold 4-8 KB; 64 KB is
+        generous): past it the answer is broken, not buffered."""
+        self.max_header_bytes = max_header_bytes
         self._limit = limit
         self._limit_per_host = limit_per_host
         self.acquired = 0

@@ -68,7 +68,9 @@ async def _read_json(request: web.Request) -> dict:
 async def generation(request: web.Request) -> web.StreamResponse:
     """POST /v1/chat/completions and /v1/completions."""
     request_id = request[REQUEST_ID]
-    sink = ClientSink(request, {"X-Request-Id": request_id})
+    config = request.app[CONFIG_KEY]
+    sink = ClientSink(request, {"X-Request-Id": request_id}, max_body=config.max_response_bytes,
+                      write_timeout=config.client_write_timeout_secs)
     router = request.app[ROUTER_KEY]
     started = _now()
     status = 499  # until something is answered: the client left

@@ -338,6 +338,8 @@ class Router:
             if resp.status >= 300:
                 raise await _status_error(resp, instance, role)
             leg.answered()  # 2xx headers: the instance works (a half-open trial succeeds here)
+            # the instance's load ends with its answer, not when a slow client has read it all
+            resp.on_done = leg.finish
             return await sink.relay(resp)
 
     async def _prefill_leg(self, leg: Leg, endpoint: str, payload: bytes, extra: bytes) -> None:
@@ -349,7 +351,8 @@ class Router:
             if resp.status >= 300:
                 raise await _status_error(resp, instance, "prefill")
             leg.answered()
-            await resp.read()  # prefill's own answer is not the client's: drain so the connection is reusable
+            async for _ in resp.iter_chunks():  # prefill's own answer is not the client's: drain, keep nothing
+                pass
 
     # -- control -----------------------------------------------------------------------
 
@@ -412,12 +415,19 @@ def _breaker_factory(config: RouterConfig) -> Callable[[], CircuitBreaker]:
     )
 
 
+_ERROR_BODY_LIMIT = 1024 * 1024  # an instance's error body passed on to the client, at most
+
 # An instance answering these is overloaded or restarting: another one may well succeed.
 _RETRY_STATUSES = frozenset({502, 503})
 
 
 async def _status_error(resp: Any, instance: InstanceState, leg: str) -> UpstreamStatus:
-    body = await resp.read()
+    body = b""
+    async for chunk in resp.iter_chunks():  # an error answer is small; keep at most _ERROR_BODY_LIMIT of it
+        body += chunk
+        if len(body) > _ERROR_BODY_LIMIT:
+            body = body[:_ERROR_BODY_LIMIT]
+            break
     return UpstreamStatus(
         resp.status, body, resp.header("content-type", "application/json"), instance=instance.url, leg=leg
     )
