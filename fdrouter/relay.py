@@ -76,8 +76,8 @@ class ClientSink:
         """Whether the status line has gone out: after that, errors travel in-band."""
         return self.response is not None and self.response.prepared
 
-    async def relay(self, upstream: Response) -> web.StreamResponse:
-        """Copy a 2xx upstream answer to the client; an SSE answer chunk by chunk."""
+    async def relay(self, upstream: Response) -> int:
+        """Copy a 2xx upstream answer to the client (``self.response``); returns its status."""
         headers = relayed_headers(upstream)
         headers.setdefault("content-type", "application/json")
         headers.update(self.headers)
@@ -102,9 +102,9 @@ class ClientSink:
             finally:
                 self._stop_watchdog()
         self.finished = True
-        return response
+        return response.status
 
-    async def _buffered(self, upstream: Response, headers: dict[str, str]) -> web.StreamResponse:
+    async def _buffered(self, upstream: Response, headers: dict[str, str]) -> int:
         parts, size = [], 0
         async for chunk in upstream.iter_chunks():
             size += len(chunk)
@@ -116,7 +116,8 @@ class ClientSink:
         if len(body) <= _BUFFERED_WRITE:  # fits the socket buffers: aiohttp's write cannot block on it
             self.finished = True
             self.first_byte_at = asyncio.get_running_loop().time()
-            return web.Response(body=body, status=upstream.status, headers=headers)
+            self.response = web.Response(body=body, status=upstream.status, headers=headers)
+            return upstream.status
         response = self.response = web.StreamResponse(status=upstream.status, headers=headers)
         response.content_length = len(body)
         try:
@@ -128,7 +129,7 @@ class ClientSink:
         finally:
             self._stop_watchdog()
         self.finished = True
-        return response
+        return response.status
 
     async def _prepare(self, response: web.StreamResponse) -> None:
         loop = asyncio.get_running_loop()
@@ -162,7 +163,7 @@ class ClientSink:
             self._watchdog.cancel()
             self._watchdog = None
 
-    async def stream_error(self, error: RouterError) -> web.StreamResponse:
+    async def stream_error(self, error: RouterError) -> None:
         """End a started SSE stream with one OpenAI-shaped error event, so it is never silently cut."""
         assert self.response is not None
         try:
@@ -171,7 +172,6 @@ class ClientSink:
                 await self.response.write_eof()
         except (ConnectionResetError, TimeoutError):
             pass  # the client is gone too, or not reading: nobody left to tell
-        return self.response
 
 
 __all__ = ["ClientSink", "relayed_headers"]

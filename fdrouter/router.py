@@ -13,8 +13,6 @@ from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from typing import Any, TypeVar
 
-from aiohttp import web
-
 from . import jsonutil
 from .breaker import CircuitBreaker, Transition
 from .config import RouterConfig
@@ -36,8 +34,8 @@ from .metrics_scraper import MetricsScraper
 from .pd import pd_request
 from .policies import RoutingFacts, make_policy
 from .registry import InstanceState, Registry
-from .relay import ClientSink
 from .router_metrics import InstanceRow, RouterMetrics
+from .sink import Sink
 from .upstream import UpstreamClient
 from .validate import estimate_tokens, prompt_text
 
@@ -217,12 +215,12 @@ class Router:
         endpoint: str,
         raw: bytes,
         body: dict,
-        sink: ClientSink,
+        sink: Sink,
         *,
         request_id: str | None = None,
         headers: Mapping[str, str] | None = None,
-    ) -> web.StreamResponse:
-        """Route one validated chat/completions request and relay the answer to ``sink``.
+    ) -> int:
+        """Route one validated chat/completions request and relay the answer to ``sink``; its status.
 
         An attempt that fails before any byte reached the client is retried on another
         instance (another pair in splitwise mode), with exponential backoff and full jitter.
@@ -251,7 +249,7 @@ class Router:
                 await asyncio.sleep(delay)
                 facts.now = asyncio.get_running_loop().time()
 
-    def _retryable(self, error: RouterError, sink: ClientSink, retries: int) -> bool:
+    def _retryable(self, error: RouterError, sink: Sink, retries: int) -> bool:
         """Retry only what failed before the client saw a byte, and only instance failures."""
         if retries >= self._max_retries or sink.prepared or sink.finished:
             return False
@@ -264,23 +262,23 @@ class Router:
         return isinstance(error, UpstreamError)
 
     async def _attempt_mixed(
-        self, endpoint: str, raw: bytes, facts: RoutingFacts, sink: ClientSink, extra: bytes, failed: set[str]
-    ) -> web.StreamResponse:
+        self, endpoint: str, raw: bytes, facts: RoutingFacts, sink: Sink, extra: bytes, failed: set[str]
+    ) -> int:
         instance = self._select(Role.MIXED, facts, failed)
         # mixed mode forwards the client's bytes unchanged: no re-encoding
         async with self._open_leg(instance, facts) as leg:
             return await self._relay_leg(leg, endpoint, raw, sink, "mixed", extra)
 
     async def _attempt_pd(
-        self, endpoint: str, body: dict, facts: RoutingFacts, sink: ClientSink, extra: bytes,
+        self, endpoint: str, body: dict, facts: RoutingFacts, sink: Sink, extra: bytes,
         request_id: str | None, failed: set[str],
-    ) -> web.StreamResponse:
+    ) -> int:
         prefill = self._select(Role.PREFILL, facts, failed)
         decode = self._select(Role.DECODE, facts, failed)
         payload = jsonutil.dumps(pd_request(body, prefill.info, decode.info, request_id))
         # both legs count from now, before either task runs: the next request already sees them
         prefill_leg, decode_leg = self._open_leg(prefill, facts), self._open_leg(decode, facts)
-        result: web.StreamResponse | None = None
+        result: int | None = None
         try:
             # The two legs are one unit: the TaskGroup cancels the other leg (closing its
             # connection) as soon as one fails, so decode never waits for a KV cache that a
@@ -329,8 +327,8 @@ class Router:
             log.log(level, "instance %s circuit %s -> %s", instance.url, transition.old.value, transition.new.value)
 
     async def _relay_leg(
-        self, leg: Leg, endpoint: str, payload: bytes, sink: ClientSink, role: str, extra: bytes
-    ) -> web.StreamResponse:
+        self, leg: Leg, endpoint: str, payload: bytes, sink: Sink, role: str, extra: bytes
+    ) -> int:
         instance = leg.instance
         info = instance.info
         sink.instance = instance.url
