@@ -14,6 +14,8 @@ import pytest
 
 from .conftest import wait_until
 
+pytestmark = pytest.mark.both_fronts  # the lean and the aiohttp front end alike (tests/conftest.py)
+
 CHAT_HEAD = b"POST /v1/chat/completions HTTP/1.1\r\nHost: router\r\nContent-Type: application/json\r\n"
 
 
