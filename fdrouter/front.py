@@ -6,9 +6,10 @@ Every client connection starts as a ``FrontConnection`` (``GuardedSite`` creates
 ``GenerationService.serve`` with a ``FrontSink`` that writes straight to the transport: none of
 aiohttp's request, response, routing or middleware objects are built for it. Any other request
 hands the connection to aiohttp: a ``GuardedRequestHandler`` adopts the transport with every
-byte read of that request, and the connection is aiohttp's from then on. A profile at c=64 put
-~40% of the router's CPU in aiohttp's server machinery; this path skips it for the two
-endpoints that carry the traffic.
+byte read of that request. aiohttp gives it back between two requests when the next one is a
+generation request whose request line comes whole in one read (``GuardedRequestHandler.give_back``).
+A profile at c=64 put ~40% of the router's CPU in aiohttp's server machinery; this path skips it
+for the two endpoints that carry the traffic.
 
 It keeps the aiohttp path's guarantees, per connection:
 
@@ -27,8 +28,8 @@ It keeps the aiohttp path's guarantees, per connection:
 - graceful drain: aiohttp's ``Server`` counts these connections with its own, so
   ``RouterServer.close`` reaches them through ``pre_shutdown`` (``close``) and ``shutdown``.
 
-One timer per connection serves every time limit: each phase moves ``_deadline``, and the
-timer is re-armed only when it fires early or a deadline comes sooner.
+One timer per connection serves every time limit (``front_transport.ClientProtocol``): each
+phase moves the deadline, and what its passing means follows the phase.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from .front_parse import (
     too_large_head,
 )
 from .front_sink import FrontSink, render_head
+from .front_transport import ClientProtocol
 from .logs import accept_request_id, new_request_id, set_request_id
 from .responses import error_parts
 
@@ -120,40 +122,32 @@ class LeanFront:
         conn.data_received(data)
 
 
-class FrontConnection(asyncio.Protocol):
+class FrontConnection(ClientProtocol):
     """One client connection on the lean front end (see the module's docstring)."""
 
     _task_handler = None  # aiohttp's Server.connection_lost looks for a handler task: none to wait for
 
-    __slots__ = ("front", "loop", "transport", "parser", "write_paused", "_phase", "_buf", "_tail", "_head_bytes",
-                 "_head_started", "_path", "_deadline", "_timer", "_timer_at", "_task", "_body_waiter", "_body_error",
-                 "_chunk_end", "_left", "_closing", "_close_after", "_drain_waiter", "_reading", "_answered")
+    __slots__ = ("front", "parser", "_phase", "_buf", "_tail", "_head_bytes", "_head_started", "_path", "_task",
+                 "_body_waiter", "_body_error", "_chunk_end", "_left", "_closing", "_close_after", "_answered")
 
     def __init__(self, front: LeanFront) -> None:
+        super().__init__()
         self.front = front
-        self.loop = asyncio.get_running_loop()
-        self.transport: asyncio.Transport | None = None
         self.parser = RequestParser(front.max_body)
-        self.write_paused = False
         self._phase = _IDLE
-        self._buf = b""  # bytes received and not yet parsed (the start of the next head, pipelined requests)
-        self._tail = b""  # the last bytes of the head fed so far (a CRLFCRLF may straddle two reads)
+        self._buf = b""  # bytes received and not parsed yet: the start of a head, pipelined requests
+        self._tail = b""  # the last bytes of the head fed so far (its blank line may straddle two reads)
         self._head_bytes = 0
         self._head_started: float | None = None
         self._path: str | None = None  # the endpoint of the request being read, once its line is known
-        self._deadline = math.inf
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = math.inf
         self._task: asyncio.Task[None] | None = None
         self._body_waiter: asyncio.Future[None] | None = None
         self._body_error: RouterError | None = None
         self._chunk_end: ChunkedEnd | None = None
         self._left = 0  # Content-Length bytes of the body still to come
         self._closing = False  # the server is shutting down: no new request on this connection
-        self._close_after = False  # the answer being written said Connection: close
-        self._drain_waiter: asyncio.Future[None] | None = None
-        self._reading = True
-        self._answered = False  # the current request got a complete answer
+        self._close_after = False  # the answer being written says Connection: close
+        self._answered = False  # the current request got a complete error answer from here
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
@@ -166,13 +160,9 @@ class FrontConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
         self._phase = _CLOSED
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self.stop_timer()
         self.front.server.connection_lost(cast(Any, self), exc)
-        waiter = self._drain_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)  # the task is cancelled below; a write after this raises
+        self._wake_drain()  # a write after this raises ClientDisconnected
         if self._task is not None:
             self._task.cancel()  # the client left: the router closes the upstream connection
 
@@ -187,25 +177,15 @@ class FrontConnection(asyncio.Protocol):
             return
         buf = self._buf = self._buf + data if self._buf else data
         if phase is _BUSY or phase is _BODY:  # pipelined: parsed once the current request is answered
-            if len(buf) > _BACKLOG_BYTES and self._reading and self.transport is not None:
-                self._reading = False
-                self.transport.pause_reading()
+            if len(buf) > _BACKLOG_BYTES:
+                self.pause_reading()
             return
         self._read_head()
-
-    def pause_writing(self) -> None:
-        self.write_paused = True
-
-    def resume_writing(self) -> None:
-        self.write_paused = False
-        waiter = self._drain_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
 
     # -- aiohttp's Server: graceful drain ------------------------------------------------------
 
     def close(self) -> None:
-        """Take no new request (``Server.pre_shutdown``): an idle connection closes now."""
+        """Take no new request (``Server.pre_shutdown``): a connection without one closes now."""
         self._closing = True
         if self._phase is _IDLE or self._phase is _HEAD:
             self._close()
@@ -281,8 +261,7 @@ class FrontConnection(asyncio.Protocol):
         self._answered = self._close_after = False
         self._body_error = None
         if parser.done:
-            self._phase = _BUSY
-            self._deadline = math.inf
+            self._busy()
         else:
             self._phase = _BODY
             self._chunk_end = ChunkedEnd() if parser.chunked else None
@@ -297,6 +276,7 @@ class FrontConnection(asyncio.Protocol):
         """Take this request's body bytes from ``data``; returns what follows its end."""
         parser = self.parser
         chunk_end = self._chunk_end
+        end = -1
         try:
             if chunk_end is not None:
                 end = chunk_end.feed(data)
@@ -305,26 +285,27 @@ class FrontConnection(asyncio.Protocol):
                 left = self._left
                 piece, rest = (data, b"") if len(data) <= left else (data[:left], data[left:])
                 self._left = left - len(piece)
-                end = -1
             parser.feed(piece)
             if end >= 0 and not parser.done:  # the chunk walk and llhttp disagree: trust neither
                 raise bad_request("invalid chunked body")
         except Rejected as rejected:
             rejected.error.close_connection = True
-            self._body_error = rejected.error
-            self._phase = _BUSY  # what else comes is not read: the answer closes the connection
-            self._deadline = math.inf
-            self._wake_body()
+            self._fail_body(rejected.error)
             return b""
         if parser.done:
-            self._phase = _BUSY
-            self._deadline = math.inf
+            self._busy()
             self._wake_body()
         elif parser.too_large:
             self._wake_body()  # refused at once, as aiohttp's read_body does
         else:
             self._body_deadline()
         return rest
+
+    def _fail_body(self, error: RouterError) -> None:
+        """The body cannot be read (malformed, stalled): what else comes is not read either."""
+        self._body_error = error
+        self._busy()
+        self._wake_body()
 
     def _wake_body(self) -> None:
         waiter = self._body_waiter
@@ -397,17 +378,14 @@ class FrontConnection(asyncio.Protocol):
             self._close()
         else:
             self._idle()
-            if not self._reading and self.transport is not None:
-                self._reading = True
-                self.transport.resume_reading()
+            self.resume_reading()
             if self._buf:
                 self._read_head()  # the next pipelined request
 
-    # -- writing (front_sink.Writer) ------------------------------------------------------------
-
     def answer_head(self, status: int, headers: dict[str, str], length: int | None, *,
                     close: bool = False) -> tuple[bytes, bool]:
-        """The head of the answer to the current request, and whether its body is chunked."""
+        """The head of the answer to the current request, and whether its body is chunked
+        (``front_sink.Writer``): ``Connection: close`` when the connection ends after it."""
         parser = self.parser
         close = close or self._closing or not parser.keep_alive or not parser.done
         chunked = False
@@ -418,32 +396,6 @@ class FrontConnection(asyncio.Protocol):
         connection = "close" if close else (None if parser.http11 else "keep-alive")
         return render_head(status, headers, length=length, chunked=chunked, connection=connection), chunked
 
-    def write(self, data: bytes) -> None:
-        """Hand bytes to the transport; ``ClientDisconnected`` if the client is gone."""
-        transport = self.transport
-        if transport is None or transport.is_closing():
-            raise ClientDisconnected("client disconnected before its answer was complete")
-        transport.write(data)
-
-    async def drain(self) -> None:
-        """Wait until the transport's buffer is below its high-water mark (``pause_writing``)."""
-        if not self.write_paused:
-            return
-        if self.transport is None:
-            raise ClientDisconnected("client disconnected before its answer was complete")
-        waiter = self._drain_waiter = self.loop.create_future()
-        try:
-            await waiter
-        finally:
-            self._drain_waiter = None
-        if self.transport is None:
-            raise ClientDisconnected("client disconnected before its answer was complete")
-
-    def abort(self) -> None:
-        """Cut the connection now (the write watchdog: a client that stopped reading)."""
-        if self.transport is not None:
-            self.transport.abort()  # connection_lost cancels the task; the upstream leg is released
-
     # -- refusing, lingering, closing, handing off ---------------------------------------------
 
     def _refuse(self, error: RouterError) -> None:
@@ -453,9 +405,8 @@ class FrontConnection(asyncio.Protocol):
                  extra={"request_id": request_id})
         status, headers, body = error_parts(error)
         headers["X-Request-Id"] = request_id
-        head = render_head(status, headers, length=len(body), chunked=False, connection="close")
         try:
-            self.write(head + body)
+            self.write(render_head(status, headers, length=len(body), chunked=False, connection="close") + body)
         except ClientDisconnected:
             return
         self._linger()
@@ -468,12 +419,10 @@ class FrontConnection(asyncio.Protocol):
             return
         self._phase = _LINGER
         self._buf = b""
-        if not self._reading:
-            self._reading = True
-            transport.resume_reading()
+        self.resume_reading()
         if transport.can_write_eof():
             transport.write_eof()
-        self._set_deadline(self.loop.time() + _LINGER_SECS)
+        self.set_deadline(self.loop.time() + _LINGER_SECS)
 
     def _close(self) -> None:
         transport = self.transport
@@ -481,77 +430,57 @@ class FrontConnection(asyncio.Protocol):
             return
         self._phase = _CLOSED
         transport.close()  # after what is buffered is written; the timer aborts a client not reading it
-        self._set_deadline(self.loop.time() + (self.front.write_timeout or _LINGER_SECS))
+        self.set_deadline(self.loop.time() + (self.front.write_timeout or _LINGER_SECS))
 
     def _hand_off(self) -> None:
         """Give this connection to aiohttp, with every byte read of the current request."""
         transport = self.transport
         assert transport is not None
         data, self._buf = self._buf, b""
+        self.resume_reading()
         self._phase = _CLOSED
         self.transport = None
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self.stop_timer()
         self.front.server.connection_lost(cast(Any, self), None)  # the handler counts itself in
-        if not self._reading:
-            transport.resume_reading()
         self.front.hand_off(transport, data, self._head_started, self.write_paused)
 
     def _peer(self) -> str:
         peer = self.transport.get_extra_info("peername") if self.transport is not None else None
         return str(peer[0]) if peer else "an unknown peer"
 
-    # -- the one timer -------------------------------------------------------------------------
+    # -- the phases' deadlines -----------------------------------------------------------------
 
     def _idle(self) -> None:
         self._phase = _IDLE
         self._head_started = None
         timeout = self.front.keepalive_timeout
-        self._set_deadline(self.loop.time() + timeout if timeout else math.inf)
+        self.set_deadline(self.loop.time() + timeout if timeout else math.inf)
+
+    def _busy(self) -> None:
+        self._phase = _BUSY
+        self.set_deadline(math.inf)
 
     def _head_deadline(self) -> None:
         timeout = self.front.header_timeout
         if timeout and self._head_started is not None:
-            self._set_deadline(self._head_started + timeout)
+            self.set_deadline(self._head_started + timeout)
 
     def _body_deadline(self) -> None:
         timeout = self.front.body_timeout
-        self._set_deadline(self.loop.time() + timeout if timeout else math.inf)
+        self.set_deadline(self.loop.time() + timeout if timeout else math.inf)
 
-    def _set_deadline(self, when: float) -> None:
-        self._deadline = when
-        if when < self._timer_at:  # the armed timer would fire too late (or none is armed)
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer = self.loop.call_at(when, self._on_timer)
-            self._timer_at = when
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        self._timer_at = math.inf
-        deadline = self._deadline
-        # a timer may run a hair early (uvloop rounds to milliseconds): within 1 ms counts as reached
-        if self.loop.time() + 0.001 < deadline:
-            if deadline != math.inf:
-                self._set_deadline(deadline)
-            return
-        self._deadline = math.inf
+    def deadline_passed(self) -> None:
         phase = self._phase
-        if phase is _IDLE:
+        if phase is _IDLE or phase is _LINGER:
             self._close()
         elif phase is _HEAD:
             self._refuse(RequestTimeout(
                 f"the request head did not arrive within {self.front.header_timeout:g}s "
                 "(--client-header-timeout-secs); connection closed"))
         elif phase is _BODY:
-            self._body_error = RequestTimeout(
+            self._fail_body(RequestTimeout(
                 f"the request body stalled: nothing arrived for {self.front.body_timeout:g}s "
-                "(--client-body-timeout-secs); connection closed")
-            self._phase = _BUSY  # what else comes is not read: the answer closes the connection
-            self._wake_body()
-        elif phase is _LINGER:
-            self._close()
+                "(--client-body-timeout-secs); connection closed"))
         elif phase is _CLOSED and self.transport is not None:
             self.transport.abort()  # a closing connection whose client never read its last bytes
 

@@ -4,6 +4,7 @@ goes away, graceful drain at shutdown, and errors that never reach a client as t
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 
@@ -80,17 +81,17 @@ async def test_a_client_that_leaves_half_way_through_its_upload_leaves_nothing_b
 
 
 async def test_a_shutdown_lets_a_running_stream_end_and_closes_idle_connections_at_once(cluster):
-    c = await cluster(mixed=1, behavior={"output_tokens": 20, "token_delay": 0.05})  # a ~1 s stream
+    c = await cluster(mixed=1, behavior={"output_tokens": 40, "token_delay": 0.05})  # a ~2 s stream
     c.server.shutdown_timeout = 20  # the fixture's 2 s would cut a stream slowed down by a busy machine
     streaming, idle = await RawClient.connect(c.server.port), await RawClient.connect(c.server.port)
-    idle.send(post())
+    idle.send(post(json.dumps({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}).encode()))
     assert (await idle.answer()).status == 200
     streaming.send(post(STREAM_BODY))
     status, _, _ = await streaming.head()
     assert status == 200
     closing = asyncio.create_task(c.server.close())
     assert await idle.closed()  # at once: it had no request in progress
-    assert not closing.done()  # the stream still runs
+    assert c.backends[0].requests_in_flight == 1 and not closing.done()  # while the stream still runs
     body = await asyncio.wait_for(streaming.reader.read(), 20)  # to the end, then EOF
     assert body.endswith(b"data: [DONE]\n\n\r\n0\r\n\r\n")
     await asyncio.wait_for(closing, 20)
