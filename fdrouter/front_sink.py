@@ -146,19 +146,29 @@ class FrontSink:
             self._chunked = chunked
 
             async def copy() -> None:
+                # the end of the answer goes with its last piece when the instance's answer is all
+                # in by then (one write, not two: under load a whole stream often comes in one read)
+                ended = first is None and upstream.drained
                 if first is None:
-                    await self._send(head)
+                    await self._send(head + LAST_CHUNK if ended and chunked else head)
                 else:
-                    await self._send(head + (chunk(first) if chunked else first))
+                    ended = upstream.drained
+                    await self._send(head + self._piece(first, ended and chunked))
                 self.first_byte_at = conn.loop.time()
                 async for piece in chunks:
-                    await self._send(chunk(piece) if chunked else piece)
-                if chunked:
+                    ended = upstream.drained
+                    await self._send(self._piece(piece, ended and chunked))
+                if chunked and not ended:
                     await self._send(LAST_CHUNK)
 
             await self._watched(copy)
         self.finished = self.ended = True
         return status
+
+    def _piece(self, data: bytes, last: bool) -> bytes:
+        if not self._chunked:
+            return data
+        return chunk(data) + LAST_CHUNK if last else chunk(data)
 
     async def _watched(self, write: Callable[[], Awaitable[None]]) -> None:
         watchdog = self._watchdog = WriteWatchdog(self.write_timeout, self.conn.abort)
