@@ -49,6 +49,9 @@ _SINGLETONS = frozenset({
 
 AIOHTTP, UNKNOWN = "aiohttp", "unknown"
 
+_NAMES: dict[bytes, tuple[str, str]] = {}  # a header name as sent -> (decoded, lower-cased): decoded once
+_NAMES_KEPT = 512  # clients use a few dozen spellings; past this many, names are decoded each time
+
 
 def route(buf: bytes) -> str:
     """Who serves the request whose first bytes are ``buf`` (leading CRLFs stripped): the path of a
@@ -211,10 +214,14 @@ class RequestParser:
             raise bad_request(f"more than {MAX_HEADERS} headers")
         if len(name) + len(value) > MAX_FIELD_BYTES:
             raise too_large_head(FIELD_TOO_LARGE)
-        key = name.decode("latin-1")
+        names = _NAMES.get(name)
+        if names is None:
+            names = name.decode("latin-1"), name.decode("latin-1").lower()
+            if len(_NAMES) < _NAMES_KEPT:
+                _NAMES[name] = names
+        key, lower = names
         # as aiohttp decodes them, so both front ends hand the router the same strings
         text = value.rstrip(b" \t").decode("utf-8", "surrogateescape")
-        lower = key.lower()
         if lower in _SINGLETONS:
             if lower in self._seen:
                 raise bad_request(f"duplicate {key!r} header")

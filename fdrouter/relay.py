@@ -46,10 +46,10 @@ socket buffers, so its write cannot block)."""
 def relayed_headers(upstream: Response) -> dict[str, str]:
     """The instance's end-to-end headers (names as the instance spelled them, lower-cased)."""
     items = upstream.header_items()
-    hop = set(_NOT_RELAYED)
+    hop = _NOT_RELAYED
     for name, value in items:
         if name == "connection":  # headers named in Connection are hop-by-hop too
-            hop.update(token.strip().lower() for token in value.split(","))
+            hop = hop | {token.strip().lower() for token in value.split(",")}
     out: dict[str, str] = {}
     for name, value in items:
         if name not in hop:
