@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Any
 
 from fdrouter.sim.engine_model import EngineModel
+from fdrouter.sim.engine_profiles import engine_profile
 
 __all__ = ["MockBehavior"]
 
@@ -25,7 +27,9 @@ class MockBehavior:
     Ignored while `engine` is set."""
     engine: EngineModel | None = None
     """A latency model: continuous batching timed by this EngineModel (see `MockBackend`), and the
-    prefix cache sized by it. None: no batch limit, `token_delay` pacing, a default-sized cache."""
+    prefix cache sized by it. None: no batch limit, `token_delay` pacing, a default-sized cache.
+    A profile name (``fdrouter.sim.engine_profiles``, e.g. ``MockBehavior(engine="llama3-8b-a100")``)
+    is turned into its EngineModel when assigned; an unknown name is a ValueError."""
     fail_status: int | None = None
     """Generation endpoints answer this status with an OpenAI error body."""
     reset_after_chunks: int | None = None
@@ -44,3 +48,9 @@ class MockBehavior:
     reading their body, counted in flight) before answering as the other fields say. Lets a test
     decide when answers come instead of timing them: ``behavior.gate = asyncio.Event()``, send,
     check what is in flight, then ``gate.set()``. None (the default): no wait."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # a profile name becomes its model at assignment (in __init__ too), so readers always see a model
+        if name == "engine" and isinstance(value, str):
+            value = engine_profile(value)
+        object.__setattr__(self, name, value)
