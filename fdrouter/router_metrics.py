@@ -21,10 +21,18 @@ Metric names (prefix ``fdrouter_``):
     fdrouter_admission_active / fdrouter_admission_queued       gauges (scrape time)
 
 plus the process_* and python_* collectors of prometheus_client, registered in the same registry.
+
+With ``fdrouter serve --workers N`` each worker process writes its events to
+prometheus_client's multiprocess files (``PROMETHEUS_MULTIPROC_DIR``, set by the supervisor)
+and ``render`` aggregates every worker's (``MultiProcessCollector``: counters and histograms
+summed; a dead worker's counts stay, so they survive its restart); the live gauges come from
+the shared state, so any worker reports the whole router. Process metrics are then left out
+(they would describe one worker only).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -36,6 +44,7 @@ from prometheus_client import (
     PlatformCollector,
     ProcessCollector,
     generate_latest,
+    multiprocess,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 
@@ -148,7 +157,9 @@ class RouterMetrics:
                                           ["reason"], registry=r)
         self._live = _LiveCollector(instances, admission)
         r.register(self._live)
-        if process_metrics:
+        # a worker of a multi-process router: every process's events are aggregated at scrape time
+        self._multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+        if process_metrics and self._multiprocess_dir is None:
             ProcessCollector(registry=r)
             PlatformCollector(registry=r)
         # label children cached by label values: .labels() validates and locks on every call
@@ -232,7 +243,12 @@ class RouterMetrics:
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type, for ``GET /metrics``."""
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        if self._multiprocess_dir is None:
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        combined = CollectorRegistry()
+        multiprocess.MultiProcessCollector(combined, path=self._multiprocess_dir)
+        combined.register(self._live)
+        return generate_latest(combined), CONTENT_TYPE_LATEST
 
 
 __all__ = ["LATENCY_BUCKETS", "TTFT_BUCKETS", "InstanceRow", "RouterMetrics"]
