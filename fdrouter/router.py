@@ -148,6 +148,14 @@ class Router:
         """Validate, health-probe and add an instance; registering twice keeps one entry."""
         info = InstanceInfo.from_dict(body)
         self._modes_role_check(info)
+        # A known healthy instance re-registering is a heartbeat (FastDeploy's engines re-post every
+        # 5 s): the health monitor probes it already, so no probe and no log line, just the new info.
+        heartbeat = self.registry.heartbeat(info)
+        if heartbeat is not None:
+            state, paused_changed = heartbeat
+            if paused_changed:
+                log.info("instance %s %s", info.url, "paused: no new requests" if info.is_paused else "resumed")
+            return state
         if not await self.upstream.probe(info.url, lane="register"):
             raise InstanceUnhealthy(
                 f"instance {info.url} did not answer {self.config.health_check_endpoint} with 2xx "
@@ -155,10 +163,16 @@ class Router:
             )
         state, created = self.registry.add(info)
         if created:
-            log.info("registered %s instance %s", info.role.value, info.url)
+            log.info("registered %s instance %s%s", info.role.value, info.url, " (paused)" if info.is_paused else "")
         else:
             self.registry.observe(state, True)
         return state
+
+    def decode_instances(self, version: str | None) -> list[dict]:
+        """FastDeploy's ``GET /decode_instances[?version=V]``: healthy decode instances (paused too:
+        a prefill instance may pre-connect to one), of that version if given, as FastDeploy lists them."""
+        return [s.info.to_fastdeploy_dict(version=True) for s in self.registry.all()
+                if s.role is Role.DECODE and s.health.state.routable and version in (None, s.info.version)]
 
     def deregister(self, body: Any) -> InstanceState:
         """Remove an instance named by a /register body or by host_ip + port."""
