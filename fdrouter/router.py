@@ -38,6 +38,7 @@ from .policies import RoutingFacts, make_policy
 from .registry import InstanceState, Registry
 from .relay import ClientSink
 from .router_metrics import InstanceRow, RouterMetrics
+from .stats import CacheStats, StatsLog, UsageTap
 from .upstream import UpstreamClient
 from .validate import estimate_tokens, prompt_text
 
@@ -77,6 +78,9 @@ class Router:
             MetricsScraper(self.registry, self.upstream, interval=config.metrics_scrape_interval_secs)
             if "remote_metrics" in needs else None
         )
+        self.stats = CacheStats() if config.stats_interval_secs > 0 else None
+        self.stats_log = (StatsLog(self.stats, self._running, interval=config.stats_interval_secs)
+                          if self.stats is not None else None)
         self._max_retries = 0 if config.disable_retries else config.retry_max_retries
         self._backoff_initial = config.retry_initial_backoff_secs
         self._backoff_max = config.retry_max_backoff_secs
@@ -85,6 +89,9 @@ class Router:
         self._probing: set[str] = set()  # instances with a confirming health probe under way
         self._stack: AsyncExitStack | None = None
         self.metrics.bind(instances=self._metric_rows)
+
+    def _running(self) -> list[tuple[str, int]]:
+        return [(s.url, s.in_flight) for s in self.registry.all()]
 
     def _metric_rows(self) -> list[InstanceRow]:
         now = asyncio.get_running_loop().time()
@@ -106,6 +113,9 @@ class Router:
             if self.scraper is not None:
                 self.scraper.start()
                 stack.push_async_callback(self.scraper.stop)
+            if self.stats_log is not None:
+                self.stats_log.start()
+                stack.push_async_callback(self.stats_log.stop)
             self._stack = stack.pop_all()
         return self
 
@@ -352,7 +362,7 @@ class Router:
             if resp.status >= 300:
                 raise await _status_error(resp, instance, role)
             leg.answered()  # 2xx headers: the instance works (a half-open trial succeeds here)
-            return await sink.relay(resp)
+            return await sink.relay(resp if self.stats is None else UsageTap(resp, self.stats))
 
     async def _prefill_leg(self, leg: Leg, endpoint: str, payload: bytes, extra: bytes) -> None:
         instance = leg.instance
