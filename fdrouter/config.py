@@ -179,6 +179,13 @@ class RouterConfig:
     stats_interval_secs: float = setting(
         0.0, "scheduler", "log a stats line (running requests per instance, cache hit rate seen in answers) "
         "this often; 0 = off (FastDeploy's Go router: 5)", ge=0)
+    preempt_retry_count: int = setting(
+        3, "scheduler", "splitwise: how often a request a decode instance preempted (finish_reason pd_reschedule) "
+        "goes to a new prefill/decode pair, on from the tokens generated so far; 0 = the preempted answer passes "
+        "through (FastDeploy's Python router: 3)", ge=0)
+    preempt_retry_exclude_decode: bool = setting(
+        False, "scheduler", "splitwise: never send a preempted request back to a decode instance that preempted it "
+        "(unless no other one is healthy)")
     # -- upstream ------------------------------------------------------------------------------
     connect_timeout_secs: float = setting(10.0, "upstream", "time to open a TCP connection to an instance", gt=0)
     max_connections: int = setting(

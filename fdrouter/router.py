@@ -9,7 +9,7 @@ import asyncio
 import functools
 import logging
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from typing import Any, TypeVar
 
@@ -28,12 +28,15 @@ from .errors import (
     UpstreamStatus,
     UpstreamTimeout,
 )
+from .generation_pool import Response
 from .health_monitor import HealthMonitor
 from .health_state import Health
 from .instances import InstanceInfo, Role
 from .legs import Leg
 from .metrics_scraper import MetricsScraper
 from .pd import pd_request
+from .pd_relay import relay_attempt
+from .pd_reschedule import Reschedule
 from .policies import RoutingFacts, make_policy
 from .registry import InstanceState, Registry
 from .relay import ClientSink
@@ -255,13 +258,14 @@ class Router:
         extra = f"X-Request-Id: {request_id}\r\n".encode() if request_id else b""
         failed: set[str] = set()
         retries = 0
+        resched = Reschedule.for_request(body, self.config)
         while True:
             try:
                 if self.config.splitwise:
-                    return await self._attempt_pd(endpoint, body, facts, sink, extra, request_id, failed)
+                    return await self._attempt_pd(endpoint, body, facts, sink, extra, request_id, failed, resched)
                 return await self._attempt_mixed(endpoint, raw, facts, sink, extra, failed)
             except RouterError as error:
-                if not self._retryable(error, sink, retries):
+                if not self._retryable(error, sink, retries, resched):
                     raise
                 assert error.instance is not None  # _retryable() retries only errors that name one
                 failed.add(error.instance)
@@ -275,9 +279,11 @@ class Router:
                 await asyncio.sleep(delay)
                 facts.now = asyncio.get_running_loop().time()
 
-    def _retryable(self, error: RouterError, sink: ClientSink, retries: int) -> bool:
-        """Retry only what failed before the client saw a byte, and only instance failures."""
-        if retries >= self._max_retries or sink.prepared or sink.finished:
+    def _retryable(self, error: RouterError, sink: ClientSink, retries: int, resched: Reschedule | None) -> bool:
+        """Retry only what failed before the client saw a byte of it, and only instance failures."""
+        if retries >= self._max_retries or sink.finished:
+            return False
+        if sink.prepared and not (resched is not None and resched.resumable):
             return False
         if error.instance is None:
             return False
@@ -293,39 +299,59 @@ class Router:
         instance = self._select(Role.MIXED, facts, failed)
         # mixed mode forwards the client's bytes unchanged: no re-encoding
         async with self._open_leg(instance, facts) as leg:
-            return await self._relay_leg(leg, endpoint, raw, sink, "mixed", extra)
+            response = await self._relay_leg(leg, endpoint, raw, sink, "mixed", extra)
+        assert response is not None  # only a PD reschedule relay answers None
+        return response
 
     async def _attempt_pd(
         self, endpoint: str, body: dict, facts: RoutingFacts, sink: ClientSink, extra: bytes,
-        request_id: str | None, failed: set[str],
+        request_id: str | None, failed: set[str], resched: Reschedule | None = None,
     ) -> web.StreamResponse:
-        prefill = self._select(Role.PREFILL, facts, failed)
-        decode = self._select(Role.DECODE, facts, failed)
-        payload = jsonutil.dumps(pd_request(body, prefill.info, decode.info, request_id))
-        # both legs count from now, before either task runs: the next request already sees them
-        prefill_leg, decode_leg = self._open_leg(prefill, facts), self._open_leg(decode, facts)
-        result: web.StreamResponse | None = None
-        try:
-            # The two legs are one unit: the TaskGroup cancels the other leg (closing its
-            # connection) as soon as one fails, so decode never waits for a KV cache that a
-            # failed prefill will not send (SGLang #9726; FastDeploy's gather had the bug).
-            async with asyncio.TaskGroup() as group:
-                group.create_task(self._prefill_leg(prefill_leg, endpoint, payload, extra))
-                async with decode_leg:
-                    result = await self._relay_leg(decode_leg, endpoint, payload, sink, "decode", extra)
-        except BaseExceptionGroup as eg:
-            error = _first_router_error(eg)
-            if error is None:
-                raise
-            if sink.finished and result is not None:
-                log.warning("prefill leg failed after decode finished: %s", error.message)
+        relay = None if resched is None else functools.partial(relay_attempt, sink, resched)
+        while True:  # one pass per attempt; more than one only when a decode instance preempts the request
+            prefill = self._select(Role.PREFILL, facts, failed)
+            decode = self._select_decode(facts, failed, resched)
+            shaped = pd_request(body, prefill.info, decode.info, request_id)
+            payload = jsonutil.dumps(shaped if resched is None else resched.shape(shaped))
+            # both legs count from now, before either task runs: the next request already sees them
+            prefill_leg, decode_leg = self._open_leg(prefill, facts), self._open_leg(decode, facts)
+            result: web.StreamResponse | None = None
+            decode_done = False
+            try:
+                # The two legs are one unit: the TaskGroup cancels the other leg (closing its
+                # connection) as soon as one fails, so decode never waits for a KV cache that a
+                # failed prefill will not send (SGLang #9726; FastDeploy's gather had the bug).
+                async with asyncio.TaskGroup() as group:
+                    group.create_task(self._prefill_leg(prefill_leg, endpoint, payload, extra))
+                    async with decode_leg:
+                        result = await self._relay_leg(decode_leg, endpoint, payload, sink, "decode", extra, relay)
+                    decode_done = True
+            except BaseExceptionGroup as eg:
+                error = _first_router_error(eg)
+                if error is None:
+                    raise
+                if decode_done:
+                    log.warning("prefill leg failed after decode finished: %s", error.message)
+                elif not (resched is not None and resched.is_pd_error(error)):  # a preemption as an error answer
+                    raise error from None
+            finally:
+                prefill_leg.finish()  # a no-op unless its task was cancelled before it ever ran
+                decode_leg.finish()
+            if result is not None:
                 return result
-            raise error from None
-        finally:
-            prefill_leg.finish()  # a no-op unless its task was cancelled before it ever ran
-            decode_leg.finish()
-        assert result is not None
-        return result
+            assert resched is not None  # only a reschedule relay answers None
+            self.metrics.observe_reschedule(decode.url)
+            resched.preempted(decode.url)  # PdRescheduleExhausted past --preempt-retry-count
+            log.info("decode instance %s preempted request %s; rescheduling it (%d of %d)",
+                     decode.url, resched.base_id, resched.attempt, resched.max_retries)
+            facts.now = asyncio.get_running_loop().time()
+
+    def _select_decode(self, facts: RoutingFacts, failed: set[str], resched: Reschedule | None) -> InstanceState:
+        """The decode instance, avoiding those that preempted the request if asked to (and others exist)."""
+        avoid = failed | resched.avoid if resched is not None and resched.avoid else None
+        if avoid and self._candidates(Role.DECODE, facts.now, avoid):
+            return self._select(Role.DECODE, facts, avoid)
+        return self._select(Role.DECODE, facts, failed)
 
     def _open_leg(self, instance: InstanceState, facts: RoutingFacts) -> Leg:
         return Leg(instance, facts.prompt_tokens, asyncio.get_running_loop().time(),
@@ -353,8 +379,9 @@ class Router:
             log.log(level, "instance %s circuit %s -> %s", instance.url, transition.old.value, transition.new.value)
 
     async def _relay_leg(
-        self, leg: Leg, endpoint: str, payload: bytes, sink: ClientSink, role: str, extra: bytes
-    ) -> web.StreamResponse:
+        self, leg: Leg, endpoint: str, payload: bytes, sink: ClientSink, role: str, extra: bytes,
+        relay: Callable[[Response], Awaitable[web.StreamResponse | None]] | None = None,
+    ) -> web.StreamResponse | None:
         instance = leg.instance
         info = instance.info
         sink.instance = instance.url
@@ -362,7 +389,8 @@ class Router:
             if resp.status >= 300:
                 raise await _status_error(resp, instance, role)
             leg.answered()  # 2xx headers: the instance works (a half-open trial succeeds here)
-            return await sink.relay(resp if self.stats is None else UsageTap(resp, self.stats))
+            answer: Any = resp if self.stats is None else UsageTap(resp, self.stats)
+            return await (sink.relay if relay is None else relay)(answer)
 
     async def _prefill_leg(self, leg: Leg, endpoint: str, payload: bytes, extra: bytes) -> None:
         instance = leg.instance
