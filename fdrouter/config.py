@@ -448,6 +448,8 @@ def load_instances_file(path: str | Path) -> tuple[InstanceInfo, ...]:
         if isinstance(body, dict) and isinstance(body.get("host_ip"), str):
             # FastDeploy's register.yaml may write the host as a URL; the Go router strips the scheme
             body = {**body, "host_ip": body["host_ip"].strip().removeprefix("http://").removeprefix("https://")}
+        if isinstance(body, dict) and type(body.get("version")) in (int, float):
+            body = {**body, "version": str(body["version"])}  # YAML reads "version: 2.6" as a number
         try:
             out.append(InstanceInfo.from_dict(body))
         except BadRequest as exc:

@@ -197,3 +197,10 @@ def test_fastdeploys_preempt_retry_flags_and_their_yaml_keys(tmp_path):
     assert (cfg.preempt_retry_count, cfg.preempt_retry_exclude_decode) == (0, True)
     with pytest.raises(ConfigError, match="preempt-retry-count must be >= 0"):
         RouterConfig(preempt_retry_count=-1)
+
+
+def test_a_static_instance_version_written_as_a_number_is_its_text(tmp_path):
+    path = tmp_path / "instances.yaml"
+    path.write_text("instances:\n  - {role: decode, host_ip: 10.1.0.2, port: 8001, version: 2.6, is_paused: true}\n")
+    [info] = load_instances_file(path)
+    assert (info.version, info.is_paused) == ("2.6", True)

@@ -166,17 +166,23 @@ async def test_a_client_leaving_during_a_reschedule_closes_both_legs_and_leaves_
     short, slow = c.decode
     (prefill,) = c.prefill
     short.behavior.preempt_after_tokens = 2
-    slow.behavior.gate = asyncio.Event()  # the rescheduled attempt waits here until the client is gone
-    payload = {"messages": MESSAGES, "stream": True}
-    async with c.http.post(c.url + CHAT, json=payload) as resp:
+    short.behavior.gate = asyncio.Event()  # the first attempt's decode waits until its prefill is done
+    slow.behavior.gate = asyncio.Event()  # the rescheduled attempt's legs wait until the client is gone
+    answer = asyncio.ensure_future(c.http.post(c.url + CHAT, json={"messages": MESSAGES, "stream": True}))
+    assert await wait_until(lambda: prefill.requests_total == 1 and prefill.requests_in_flight == 0)
+    prefill.behavior.gate = asyncio.Event()
+    short.behavior.gate.set()
+    resp = await answer  # headers come with the first token
+    try:
         assert resp.status == 200
-        first = await resp.content.readuntil(b"\n\n")
-        assert b"tok0" in first
-        assert await wait_until(lambda: slow.requests_in_flight == 1)
-        resp.connection.transport.abort()  # the client hangs up between the attempts
-    assert await wait_until(lambda: slow.disconnects == 1), "the rescheduled decode leg was not closed"
+        assert b"tok0" in await resp.content.readuntil(b"\n\n")
+        assert await wait_until(lambda: slow.requests_in_flight == 1 and prefill.requests_in_flight == 1)
+        resp.connection.transport.abort()  # the client hangs up while the new pair works
+    finally:
+        resp.release()
+    assert await wait_until(lambda: slow.disconnects == 1 and prefill.disconnects == 1), "a leg was left open"
     assert await wait_until(lambda: c.server.router.in_flight() == 0)
-    assert prefill.requests_in_flight == 0 and slow.requests_in_flight == 0
+    assert slow.requests_in_flight == 0 and prefill.requests_in_flight == 0
 
 
 async def test_a_decode_error_answer_saying_pd_error_is_rescheduled_like_a_preemption(cluster, mock_backend_factory):
