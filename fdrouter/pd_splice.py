@@ -137,14 +137,10 @@ class StreamSplice:
 
     def end(self) -> bytes:
         """The attempt's stream ended: whatever is left of it for the client."""
-        tail, self._tail = self._tail, b""
-        if not tail.strip():
+        if not self._tail.strip():
+            self._tail = b""
             return b""
-        if self.rescheduled:
-            return b""
-        if self.attempts:
-            return self._events(tail + b"\n\n")
-        return self._emit(cut_fields(tail, strip=self.strip_ids, collect=self._collected))
+        return self.feed(b"\n\n")  # a last event without its blank line: ended here
 
     def _emit(self, data: bytes) -> bytes:
         if data:
@@ -178,14 +174,16 @@ class StreamSplice:
             obj = jsonutil.loads(payload)
         except ValueError:
             return None if self.rescheduled else event
+        if not isinstance(obj, dict):
+            return None if self.rescheduled else event
         if self.rescheduled:  # after the preempting event: only its usage matters
-            if isinstance(obj, dict) and isinstance(obj.get("usage"), dict):
+            if isinstance(obj.get("usage"), dict):
                 self._attempt_usage = obj["usage"]  # cumulative within an attempt: the last one counts
             return None
         if is_pd_error(obj):
             self._preempted()
             return None
-        choices = obj.get("choices") if isinstance(obj, dict) else None
+        choices = obj.get("choices")
         first = choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else None
         if first is not None and first.get("finish_reason") == "pd_reschedule":
             self._preempted()

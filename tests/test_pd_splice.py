@@ -169,3 +169,19 @@ def test_usage_adds_up_field_by_field_nested_ones_too():
     total = add_usage(None, {"prompt_tokens": 2, "prompt_tokens_details": {"cached_tokens": 1}, "note": "x"})
     total = add_usage(total, {"prompt_tokens": 3, "prompt_tokens_details": {"cached_tokens": None, "image_tokens": 4}})
     assert total == {"prompt_tokens": 5, "prompt_tokens_details": {"cached_tokens": 1, "image_tokens": 4}, "note": "x"}
+
+
+def test_a_last_event_without_its_blank_line_still_counts():
+    preempting = THREE_ATTEMPTS[0].rsplit(b"data: [DONE]", 1)[0].rstrip(b"\n")  # ends mid-way: no [DONE]
+    splice = StreamSplice(strip_ids=True)
+    splice.begin()
+    out = splice.feed(preempting) + splice.end()
+    assert splice.rescheduled and b"pd_reschedule" not in out
+    assert splice.take_token_ids() == [0, 1, 2]
+
+
+def test_events_that_are_not_json_objects_pass_through_a_resumed_attempt():
+    splice = StreamSplice(strip_ids=True)
+    run(splice, THREE_ATTEMPTS[:1])
+    splice.begin()
+    assert splice.feed(b"data: [1, 2]\n\n: keep-alive\n\n") == b"data: [1, 2]\n\n: keep-alive\n\n"
