@@ -8,6 +8,7 @@ from aiohttp import web
 
 from .admission import AdmissionControl
 from .config import RouterConfig
+from .generation_service import GenerationService
 from .router import Router
 
 ROUTER_KEY = web.AppKey("router", Router)
@@ -18,4 +19,7 @@ ACTIVE_KEY = web.AppKey("active_generations", set[asyncio.Task])
 REQUEST_ID = web.RequestKey("request_id", str)
 
 
-__all__ = ["ACTIVE_KEY", "ADMISSION_KEY", "CONFIG_KEY", "REQUEST_ID", "ROUTER_KEY"]
+GENERATION_KEY = web.AppKey("generation", GenerationService)
+"""What serves generation requests for both front ends (set when the router has started)."""
+
+__all__ = ["ACTIVE_KEY", "ADMISSION_KEY", "CONFIG_KEY", "GENERATION_KEY", "REQUEST_ID", "ROUTER_KEY"]

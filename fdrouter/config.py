@@ -152,6 +152,9 @@ class RouterConfig:
     client_keepalive_timeout_secs: float = setting(
         75.0, "server", "an idle client connection (no request in progress) is closed after this (nginx's "
         "keepalive_timeout); 0 = off", ge=0)
+    max_response_bytes: int = setting(
+        100 * 1024 * 1024, "upstream", "largest non-streamed answer the router buffers from an instance, else 502 "
+        "(streams are relayed as they come, uncapped)", ge=1024)
     client_write_timeout_secs: float = setting(
         60.0, "server", "longest a write to a client may make no progress (a client that stopped reading) "
         "before its connection is aborted and the upstream released; 0 = off", ge=0)

@@ -4,265 +4,54 @@ Why not aiohttp's client here: profiling the router at 64 concurrent requests sh
 of its CPU in aiohttp's client machinery (request objects, header merging, a writer task and
 timers per request), several times what forwarding one POST needs. The generation path only
 ever sends a POST with a body we already hold as bytes and relays the answer, so this pool
-does exactly that: one ``transport.write`` per request, httptools (the C parser uvicorn uses)
-for the answer, one timer per request. aiohttp still serves the router and the control pool.
+does exactly that: one ``transport.write`` per request, httptools for the answer
+(``generation_connection``), explicit connection and answer states (``generation_state``).
+aiohttp still serves the router and the control pool.
 
-Semantics the router relies on (tested in tests/test_generation_pool.py):
+Semantics the router relies on (tested in tests/test_generation_pool*.py):
 - a response is *released* (connection back to the idle list) only after its whole body was
   read and the server allows keep-alive; anything else *closes* (aborts) the connection, so
   the instance sees the disconnect and stops generating;
-- ``acquired`` counts connections lent to requests and always comes back to 0;
-- a stale idle connection that dies before any answer byte is retried once on a new one.
+- ``acquired`` counts the slots requests hold (a connection lent, or being opened, for each)
+  and always comes back to 0;
+- a reused idle connection that closes before any answer byte is retried once on a new one:
+  the request never reached a live handler, so the retry cannot duplicate work;
+- 1xx informational answers are skipped; 101 Switching Protocols is a broken answer;
+- timeouts (None or 0: off): ``total`` from sending to the end of the answer, ``first_byte``
+  from sending to the answer's headers, ``idle`` for each wait between body chunks;
+- an idle connection older than ``keepalive_timeout`` is closed, not reused.
+
+Slots. A request needs a slot under ``limit`` (all hosts) and, when ``limit_per_host`` is set,
+one under its host's limit. Both are taken together, in one synchronous decision, or neither
+(as aiohttp's connector and httpcore's ``_assign_requests_to_connections`` do): a request
+waiting for a busy host's slot holds nothing meanwhile, so it cannot starve requests to
+healthy hosts. When a slot frees, the oldest waiter that can use it gets it (FIFO per host;
+waiters for a host at its limit are passed over, not blocking the others). A waiter that is
+cancelled takes nothing, or gives back the slot it was handed before it could run. A free
+slot never waits: the fast path is two integer comparisons, no lock and no await.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import os
-import time
-from collections.abc import AsyncIterator
 
-import httptools
+from .generation_connection import (
+    ConnectError,
+    Connection,
+    NoAnswer,
+    Response,
+    ResponseBroken,
+    ResponseTimeout,
+)
+from .generation_state import BODY, BODY_EOF, COMPLETE, FAILED, SETTLED
 
+__all__ = ["ConnectError", "Http1Pool", "NoAnswer", "Response", "ResponseBroken", "ResponseTimeout"]
 
-class ConnectError(OSError):
-    """The TCP connection to the instance could not be opened."""
-
-
-class ResponseBroken(ConnectionError):
-    """The connection closed or sent bytes that are not HTTP before the answer was complete."""
-
-
-class ResponseTimeout(TimeoutError):
-    """One of the pool's timeouts fired; ``kind`` says which: total, first_byte or idle."""
-
-    def __init__(self, kind: str, seconds: float, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.seconds = seconds
-
-
-_HIGH_WATER = 256 * 1024  # pause reading from an instance when the client is this far behind
-_LOW_WATER = 64 * 1024
-
-
-class _Connection(asyncio.Protocol):
-    """One TCP connection; parses one response at a time into a Response."""
-
-    __slots__ = ("transport", "parser", "response", "lost", "reusable", "idle_since", "paused", "key", "pool")
-
-    def __init__(self, key: tuple[str, int], pool: Http1Pool) -> None:
-        self.key = key
-        self.pool = pool
-        self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpResponseParser(self)
-        self.response: Response | None = None
-        self.lost = False
-        self.reusable = False
-        self.idle_since = 0.0
-        self.paused = False
-
-    # -- asyncio.Protocol --------------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        if self.response is None:  # bytes nobody asked for: the connection is unusable
-            self.lost = True
-            self.transport.abort()  # type: ignore[union-attr]
-            return
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self.response._fail(ResponseBroken(f"invalid HTTP response: {exc}"))
-            self.transport.abort()  # type: ignore[union-attr]
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = True
-        response = self.response
-        if response is None:
-            self.pool._drop_idle(self)  # the instance closed an idle keep-alive connection
-        elif not response._complete:
-            if response._headers_done and response._until_close:
-                response._finish()  # an answer framed by closing the connection
-            else:
-                response._fail(ResponseBroken("connection closed before the answer was complete"))
-
-    def pause_writing(self) -> None:  # we write one small request: nothing to pause
-        pass
-
-    def resume_writing(self) -> None:
-        pass
-
-    # -- httptools callbacks -----------------------------------------------------------
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.response._headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
-
-    def on_headers_complete(self) -> None:
-        response = self.response
-        response.status = self.parser.get_status_code()
-        response._headers_done = True
-        names = {name for name, _ in response._headers}
-        response._until_close = "content-length" not in names and "transfer-encoding" not in names
-        response._wake()
-
-    def on_body(self, body: bytes) -> None:
-        response = self.response
-        response._chunks.append(body)
-        response._buffered += len(body)
-        if response._buffered > _HIGH_WATER and not self.paused:
-            self.paused = True
-            self.transport.pause_reading()  # type: ignore[union-attr]
-        response._wake()
-
-    def on_message_complete(self) -> None:
-        self.reusable = self.parser.should_keep_alive()
-        self.response._finish()
-
-
-class Response:
-    """An instance's answer: status and headers first, the body as it arrives."""
-
-    __slots__ = (
-        "status", "_headers", "_headers_done", "_until_close", "_chunks", "_buffered", "_complete",
-        "_error", "_waiter", "_conn", "_pool", "_done", "_timer",
-    )
-
-    def __init__(self, conn: _Connection, pool: Http1Pool) -> None:
-        self.status = 0
-        self._headers: list[tuple[str, str]] = []
-        self._headers_done = False
-        self._until_close = False
-        self._chunks: collections.deque[bytes] = collections.deque()
-        self._buffered = 0
-        self._complete = False
-        self._error: BaseException | None = None
-        self._waiter: asyncio.Future | None = None
-        self._conn = conn
-        self._pool = pool
-        self._done = False  # released or closed: the connection is no longer ours
-        self._timer: asyncio.TimerHandle | None = None
-
-    # -- what the router reads ---------------------------------------------------------
-
-    def header(self, name: str, default: str = "") -> str:
-        """First value of a header (name case-insensitive)."""
-        name = name.lower()
-        for key, value in self._headers:
-            if key == name:
-                return value
-        return default
-
-    @property
-    def content_type(self) -> str:
-        """The media type without parameters, e.g. ``text/event-stream``."""
-        return self.header("content-type").partition(";")[0].strip().lower()
-
-    async def read(self) -> bytes:
-        """The whole remaining body."""
-        parts = [chunk async for chunk in self.iter_chunks()]
-        return b"".join(parts)
-
-    async def iter_chunks(self) -> AsyncIterator[bytes]:
-        """Body bytes as they arrive from the instance, in order, coalesced when several wait."""
-        chunks = self._chunks
-        while True:
-            if chunks:
-                # everything already here goes out as one piece: one write to the client, not
-                # one per SSE event (under load several events arrive per TCP read)
-                chunk = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
-                chunks.clear()
-                self._buffered -= len(chunk)
-                conn = self._conn
-                if conn.paused and self._buffered < _LOW_WATER and not conn.lost:
-                    conn.paused = False
-                    conn.transport.resume_reading()  # type: ignore[union-attr]
-                yield chunk
-                continue
-            if self._error is not None:
-                raise self._error
-            if self._complete:
-                return
-            idle = self._pool._idle_timeout
-            if idle:
-                handle = asyncio.get_running_loop().call_later(
-                    idle, self._expire, "idle", idle, f"no data from the instance for {idle:g}s"
-                )
-                try:
-                    await self._wait()
-                finally:
-                    handle.cancel()
-            else:
-                await self._wait()
-
-    def release(self) -> None:
-        """Give the connection back: kept alive if the answer was read whole, else closed."""
-        if self._done:
-            return
-        if self._complete and not self._chunks and self._conn.reusable and not self._conn.lost:
-            self._settle()
-            self._pool._put_idle(self._conn)
-        else:
-            self.close()
-
-    def close(self) -> None:
-        """Abort the connection now: the instance sees the client go away."""
-        if self._done:
-            return
-        self._fail(ResponseBroken("response closed"))  # wake anyone still waiting on it
-        self._settle()
-        conn = self._conn
-        conn.lost = True
-        if conn.transport is not None:
-            conn.transport.abort()
-        self._pool._forget(conn)
-
-    # -- internals ---------------------------------------------------------------------
-
-    def _settle(self) -> None:
-        self._done = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._conn.response = None
-        self._pool._unlend(self._conn)
-
-    async def _wait(self) -> None:
-        self._waiter = asyncio.get_running_loop().create_future()
-        try:
-            await self._waiter
-        finally:
-            self._waiter = None
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def _finish(self) -> None:
-        self._complete = True
-        self._wake()
-
-    def _fail(self, error: BaseException) -> None:
-        if self._error is None and not self._complete:
-            self._error = error
-        self._wake()
-
-    def _timeout(self, seconds: float) -> None:
-        self._timer = None
-        self._expire("total", seconds, f"no complete answer within {seconds:g}s")
-
-    def _expire(self, kind: str, seconds: float, message: str) -> None:
-        if self._complete or self._done:
-            return
-        self._fail(ResponseTimeout(kind, seconds, message))
-        conn = self._conn
-        conn.lost = True
-        if conn.transport is not None:
-            conn.transport.abort()
+_Key = tuple[str, int]
+_Waiter = tuple[int, "asyncio.Future[bool]"]  # (arrival number, resolved True: slot granted, False: pool closed)
 
 
 class Http1Pool:
@@ -278,22 +67,47 @@ class Http1Pool:
         total_timeout: float | None = None,
         first_byte_timeout: float | None = None,
         idle_timeout: float | None = None,
+        max_header_bytes: int = 64 * 1024,
     ) -> None:
         """Timeouts of None or 0 are off. ``first_byte_timeout`` runs from sending the request
-        to the answer's headers; ``idle_timeout`` bounds each gap between body chunks."""
-        self._limit = asyncio.Semaphore(limit)
+        to the answer's headers; ``idle_timeout`` bounds each gap between body chunks.
+        ``max_header_bytes`` caps an answer's head (nginx's proxy buffers hold 4-8 KB; 64 KB is
+        generous): past it the answer is broken, not buffered."""
+        self.max_header_bytes = max_header_bytes
+        self._limit = limit
         self._limit_per_host = limit_per_host
-        self._per_host: dict[tuple[str, int], asyncio.Semaphore] = {}
-        self._idle: dict[tuple[str, int], list[_Connection]] = {}
-        self._all: set[_Connection] = set()
+        self.acquired = 0
+        self._per_host: dict[_Key, int] = {}  # slots held per host, only with limit_per_host
+        # FIFO queues of waiters, per host with limit_per_host, else one under None; never empty
+        self._waiters: dict[_Key | None, collections.deque[_Waiter]] = {}
+        self._arrivals = 0
+        # idle connections per host, oldest first: a dict as an ordered set, so a connection the
+        # instance closes leaves in O(1) and popitem() gives the most recently used one
+        self._idle: dict[_Key, dict[Connection, None]] = {}
+        self._all: set[Connection] = set()
+        self._heads: dict[_Key, bytes] = {}  # the fixed part of each host's request head
         self._keepalive = keepalive_timeout
         self._connect_timeout = connect_timeout
-        self._total_timeout = total_timeout
+        self._total_timeout = total_timeout or None
         self._first_byte_timeout = first_byte_timeout or None
         self._idle_timeout = idle_timeout or None
+        # what the timer is first set for: the sooner of the total and first-byte deadlines
+        self._head_timeout = min((t for t in (self._total_timeout, self._first_byte_timeout) if t), default=None)
         self._closed = False
-        self.acquired = 0
         self.connections_opened = 0
+
+    def __repr__(self) -> str:
+        per_host = f" limit_per_host={self._limit_per_host}" if self._limit_per_host else ""
+        idle = {key: len(conns) for key, conns in self._idle.items() if conns}
+        waiting = sum(len(queue) for queue in self._waiters.values())
+        closed = " closed" if self._closed else ""
+        return (f"<Http1Pool limit={self._limit}{per_host} acquired={self.acquired} idle={idle} "
+                f"waiting={waiting}{closed}>")
+
+    @property
+    def closed(self) -> bool:
+        """Whether close() was called."""
+        return self._closed
 
     async def post(self, host: str, port: int, target: bytes, body: bytes, headers: bytes = b"") -> Response:
         """Send ``POST target`` with a JSON body; returns once the answer's headers are in.
@@ -304,141 +118,201 @@ class Http1Pool:
         if self._closed:
             raise RuntimeError("Http1Pool is closed")
         key = (host, port)
-        host_header = f"[{host}]" if ":" in host else host
-        head = b"".join((
-            b"POST ", target, b" HTTP/1.1\r\nHost: ", host_header.encode(), b":", str(port).encode(),
-            b"\r\nContent-Type: application/json\r\nContent-Length: ", str(len(body)).encode(), b"\r\n",
-            headers, b"\r\n",
-        ))
+        head = self._heads.get(key) or self._head(key)
+        request = b"".join((b"POST ", target, head, str(len(body)).encode(), b"\r\n", headers, b"\r\n", body))
+        loop = asyncio.get_running_loop()
+        limit_per_host = self._limit_per_host
         for attempt in (0, 1):
-            await self._acquire_slot(key)
+            if self.acquired < self._limit and (not limit_per_host or self._per_host.get(key, 0) < limit_per_host):
+                self._take_slot(key)
+            else:
+                await self._wait_for_slot(key)
+            # the slot is ours from here: every path gives it back once
+            idle = self._idle.get(key)
+            conn = self._take_idle(idle, loop.time()) if idle else None
+            if conn is None:
+                try:
+                    conn = await self._open(key)
+                except BaseException:
+                    self._release(key)
+                    raise
+            now = loop.time()
+            response = Response(conn, self, loop, now)  # lent: response.release()/close() give the slot back
+            if self._head_timeout is not None:  # the one timer of this answer's timeouts
+                response._timer = loop.call_at(now + self._head_timeout, response._on_timer)
             try:
-                conn, reused = await self._connection(key)
-            except BaseException:
-                self._release_slot(key)
-                raise
-            # lent from here on: response.release()/close() give the slot back
-            response = Response(conn, self)
-            conn.response = response
-            conn.reusable = False
-            conn.parser = httptools.HttpResponseParser(conn)
-            self.acquired += 1
-            if self._total_timeout is not None:
-                response._timer = asyncio.get_running_loop().call_later(
-                    self._total_timeout, response._timeout, self._total_timeout
-                )
-            conn.transport.write(head + body)  # type: ignore[union-attr]
-            first_byte = None
-            if self._first_byte_timeout is not None:
-                fbt = self._first_byte_timeout
-                first_byte = asyncio.get_running_loop().call_later(
-                    fbt, response._expire, "first_byte", fbt, f"no answer headers within {fbt:g}s"
-                )
-            try:
-                while not response._headers_done:
-                    if response._error is not None:
-                        raise response._error
-                    await response._wait()
-            except ResponseBroken:
+                conn.transport.write(request)  # type: ignore[union-attr]
+                while True:
+                    phase = response.phase
+                    if phase is BODY or phase is BODY_EOF or phase is COMPLETE:
+                        return response
+                    if phase is FAILED or phase is SETTLED:  # settled here: closed by close()
+                        raise response._error  # type: ignore[misc]
+                    await response._new_waiter()
+            except NoAnswer:
                 response.close()
-                # an idle connection the server had already closed: no answer byte came, so
-                # the request never reached a live handler and one retry cannot duplicate work
-                if reused and attempt == 0 and not response._headers:
+                if conn.served > 1 and attempt == 0:  # a stale idle connection: once more, on a new one
                     continue
                 raise
             except BaseException:
                 response.close()
                 raise
-            finally:
-                if first_byte is not None:
-                    first_byte.cancel()
-            return response
         raise AssertionError("unreachable")
 
-    async def _connection(self, key: tuple[str, int]) -> tuple[_Connection, bool]:
-        idle = self._idle.get(key)
-        now = time.monotonic()
+    async def close(self) -> None:
+        """Abort every connection, idle or lent, and wake every waiter; later requests raise. Idempotent."""
+        self._closed = True
+        for queue in self._waiters.values():
+            for _, waiter in queue:
+                if not waiter.done():
+                    waiter.set_result(False)
+        self._waiters.clear()
+        for conn in list(self._all):
+            if conn.response is not None:
+                conn.response.close()
+            else:
+                conn.close()
+        self._all.clear()
+        self._idle.clear()
+        await asyncio.sleep(0)  # let the transports run their connection_lost callbacks
+
+    # -- slots -------------------------------------------------------------------------
+
+    def _take_slot(self, key: _Key) -> None:
+        self.acquired += 1
+        if self._limit_per_host:
+            self._per_host[key] = self._per_host.get(key, 0) + 1
+
+    async def _wait_for_slot(self, key: _Key) -> None:
+        queue_key = key if self._limit_per_host else None
+        queue = self._waiters.get(queue_key)
+        if queue is None:
+            queue = self._waiters[queue_key] = collections.deque()
+        self._arrivals += 1
+        entry: _Waiter = (self._arrivals, asyncio.get_running_loop().create_future())
+        queue.append(entry)
+        waiter = entry[1]
+        try:
+            granted = await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled() and waiter.result():
+                self._release(key)  # handed a slot, then cancelled before it could run: pass it on
+            else:
+                self._unqueue(queue_key, entry)
+            raise
+        if not granted:
+            raise RuntimeError("Http1Pool is closed")
+
+    def _unqueue(self, queue_key: _Key | None, entry: _Waiter) -> None:
+        queue = self._waiters.get(queue_key)
+        if queue is None:
+            return
+        try:
+            queue.remove(entry)
+        except ValueError:
+            return
+        if not queue:
+            del self._waiters[queue_key]
+
+    def _release(self, key: _Key) -> None:
+        """A request gave its slot back; hand free slots to waiters."""
+        self.acquired -= 1
+        if self._limit_per_host:
+            held = self._per_host[key] - 1
+            if held:
+                self._per_host[key] = held
+            else:
+                del self._per_host[key]
+        if self._waiters:
+            self._grant()
+
+    def _grant(self) -> None:
+        """While a slot is free: the oldest waiter whose host is under its limit takes it."""
+        limit_per_host = self._limit_per_host
+        waiters = self._waiters
+        while self.acquired < self._limit and waiters:
+            chosen: _Key | None = None
+            first = 0
+            found = False
+            for queue_key, queue in waiters.items():
+                if queue_key is not None and self._per_host.get(queue_key, 0) >= limit_per_host:
+                    continue
+                if not found or queue[0][0] < first:
+                    chosen, first, found = queue_key, queue[0][0], True
+            if not found:
+                return
+            queue = waiters[chosen]
+            _, waiter = queue.popleft()
+            if not queue:
+                del waiters[chosen]
+            if waiter.done():  # cancelled while queued, its task not yet run: it takes nothing
+                continue
+            self.acquired += 1
+            if chosen is not None:
+                self._per_host[chosen] = self._per_host.get(chosen, 0) + 1
+            waiter.set_result(True)
+
+    # -- connections -------------------------------------------------------------------
+
+    def _head(self, key: _Key) -> bytes:
+        """The request line's tail and fixed headers for ``key``, up to the Content-Length value."""
+        host, port = key
+        host_header = f"[{host}]" if ":" in host else host  # an IPv6 literal (RFC 9110 section 7.2)
+        head = (f" HTTP/1.1\r\nHost: {host_header}:{port}\r\n"
+                "Content-Type: application/json\r\nContent-Length: ").encode()
+        if len(self._heads) >= 4096:  # instances come and go: keep the cache from growing forever
+            self._heads.clear()
+        self._heads[key] = head
+        return head
+
+    def _take_idle(self, idle: dict[Connection, None], now: float) -> Connection | None:
         while idle:
-            conn = idle.pop()
-            if conn.lost or conn.transport is None or conn.transport.is_closing():
-                self._all.discard(conn)
-                continue
+            conn, _ = idle.popitem()  # the most recently used: the likeliest still open
             if now - conn.idle_since > self._keepalive:
-                conn.transport.close()
-                self._all.discard(conn)
-                continue
-            return conn, True
+                expired = [conn, *idle]  # every connection under it went idle earlier still
+                idle.clear()
+                for old in expired:
+                    old.close(abort=False)
+                return None
+            if not conn.transport.is_closing():  # type: ignore[union-attr]
+                return conn
+            conn.close()  # the instance closed it and connection_lost has not run yet
+        return None
+
+    async def _open(self, key: _Key) -> Connection:
         loop = asyncio.get_running_loop()
         try:
-            _, conn = await asyncio.wait_for(
-                loop.create_connection(lambda: _Connection(key, self), key[0], key[1]), self._connect_timeout
-            )
+            async with asyncio.timeout(self._connect_timeout):
+                _, conn = await loop.create_connection(functools.partial(Connection, key, self), *key)
         except TimeoutError:
             raise ConnectError(f"connect timed out after {self._connect_timeout:g}s") from None
         except OSError as exc:
             # asyncio's message is "Connect call failed (addr)"; the errno says why
             raise ConnectError(os.strerror(exc.errno) if exc.errno else str(exc)) from exc
-        self._all.add(conn)
         self.connections_opened += 1
-        return conn, False
-
-    async def _acquire_slot(self, key: tuple[str, int]) -> None:
-        await self._limit.acquire()
-        if self._limit_per_host:
-            sem = self._per_host.get(key)
-            if sem is None:
-                sem = self._per_host[key] = asyncio.Semaphore(self._limit_per_host)
-            try:
-                await sem.acquire()
-            except BaseException:
-                self._limit.release()
-                raise
-        if self._closed:  # close() freed the slot we waited for: the pool is gone
-            self._release_slot(key)
+        if self._closed:  # close() ran while we connected: the pool is gone
+            conn.close()
             raise RuntimeError("Http1Pool is closed")
+        self._all.add(conn)
+        return conn
 
-    def _release_slot(self, key: tuple[str, int]) -> None:
-        self._limit.release()
-        if self._limit_per_host:
-            self._per_host[key].release()
-
-    def _unlend(self, conn: _Connection) -> None:
-        self.acquired -= 1
-        self._release_slot(conn.key)
-
-    def _put_idle(self, conn: _Connection) -> None:
+    def _put_idle(self, conn: Connection, now: float) -> None:
         if self._closed:
-            self._forget(conn)
-            conn.transport.close()  # type: ignore[union-attr]
+            conn.close(abort=False)
             return
-        conn.idle_since = time.monotonic()
-        self._idle.setdefault(conn.key, []).append(conn)
-
-    def _forget(self, conn: _Connection) -> None:
-        self._all.discard(conn)
-
-    def _drop_idle(self, conn: _Connection) -> None:
-        self._all.discard(conn)
+        conn.to_idle(now)
         idle = self._idle.get(conn.key)
-        if idle and conn in idle:
-            idle.remove(conn)
+        if idle is None:
+            idle = self._idle[conn.key] = {}
+        idle[conn] = None
 
-    @property
-    def closed(self) -> bool:
-        """Whether close() was called."""
-        return self._closed
+    def _forget(self, conn: Connection, was_idle: bool) -> None:
+        """``conn`` closed: it is in no list any more."""
+        self._all.discard(conn)
+        if was_idle:
+            idle = self._idle.get(conn.key)
+            if idle is not None:
+                idle.pop(conn, None)
+                if not idle:  # e.g. an instance that left: keep no empty entry for it
+                    del self._idle[conn.key]
 
-    async def close(self) -> None:
-        """Abort every connection, idle or lent; later requests raise. Idempotent."""
-        self._closed = True
-        for conn in list(self._all):
-            if conn.response is not None:
-                conn.response.close()
-            elif conn.transport is not None:
-                conn.transport.abort()
-        self._all.clear()
-        self._idle.clear()
-        await asyncio.sleep(0)  # let the transports run their connection_lost callbacks
-
-
-__all__ = ["ConnectError", "Http1Pool", "Response", "ResponseBroken", "ResponseTimeout"]

@@ -7,24 +7,19 @@ client body timeout (``client_guard.read_body``), and leaves errors to ``respons
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 
 from aiohttp import web
 
-from .app_state import ACTIVE_KEY, ADMISSION_KEY, CONFIG_KEY, REQUEST_ID, ROUTER_KEY
+from .app_state import CONFIG_KEY, GENERATION_KEY, REQUEST_ID, ROUTER_KEY
 from .client_guard import read_body
 from .errors import (
-    ClientDisconnected,
     NoHealthyInstance,
-    RouterError,
-    ShuttingDown,
-    TooManyRequests,
-    Unauthorized,
 )
+from .generation_service import check_bearer
 from .relay import ClientSink
 from .responses import json_response
-from .validate import check_generation, parse_json_object
+from .validate import parse_json_object
 
 log = logging.getLogger(__name__)
 
@@ -34,16 +29,7 @@ def _now() -> float:
 
 
 def _check_key(request: web.Request, key: str | None, what: str) -> None:
-    if key is None:
-        return
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    # aiohttp decodes header bytes that are not UTF-8 as lone surrogates: encode them back the
-    # same way, so any byte sequence compares (and fails) instead of raising
-    presented = token.strip().encode("utf-8", "surrogateescape")
-    # compare_digest: the time taken must not reveal how much of the key matched
-    if scheme.lower() != "bearer" or not hmac.compare_digest(presented, key.encode()):
-        raise Unauthorized(f"missing or invalid {what}: send 'Authorization: Bearer <key>'")
+    check_bearer(request.headers.get("Authorization"), key, what)
 
 
 def _auth(request: web.Request) -> None:
@@ -66,58 +52,16 @@ async def _read_json(request: web.Request) -> dict:
 
 
 async def generation(request: web.Request) -> web.StreamResponse:
-    """POST /v1/chat/completions and /v1/completions."""
+    """POST /v1/chat/completions and /v1/completions, through the shared GenerationService."""
     request_id = request[REQUEST_ID]
-    sink = ClientSink(request, {"X-Request-Id": request_id})
-    router = request.app[ROUTER_KEY]
-    started = _now()
-    status = 499  # until something is answered: the client left
-    active = request.app[ACTIVE_KEY]
-    task = asyncio.current_task()
-    assert task is not None
-    try:
-        _auth(request)  # before reading a byte of the body: no key, no upload
-        raw = await _read(request)
-        # a graceful shutdown waits for requests that have arrived, never for one still uploading
-        active.add(task)
-        body = parse_json_object(raw)
-        check_generation(body, request.path)
-        async with request.app[ADMISSION_KEY].admit():
-            response = await router.generate(
-                request.path, raw, body, sink, request_id=request_id, headers=request.headers
-            )
-        status = response.status
-        return response
-    except ClientDisconnected:
-        log.info("client disconnected from %s mid-stream; upstream closed", request.path)
-        assert sink.response is not None
-        return sink.response
-    except TooManyRequests as error:
-        status = error.status
-        router.metrics.observe_rejection(error.reason)
-        log.warning("rejected: %s", error.message)
-        raise
-    except RouterError as error:
-        status = error.status
-        if sink.prepared:
-            log.warning("%s failed mid-stream: %s", request.path, error.message)
-            return await sink.stream_error(error)
-        raise
-    except asyncio.CancelledError:
-        # The client left (nothing to tell) or the shutdown grace period ran out: then a
-        # started stream still ends with an error event rather than a bare cut.
-        if sink.prepared and not sink.finished:
-            await sink.stream_error(ShuttingDown(
-                "the router is shutting down and its grace period ran out before this answer was complete"
-            ))
-        raise
-    finally:
-        active.discard(task)
-        first = sink.first_byte_at
-        router.metrics.observe_request(
-            request.path, status, duration_secs=_now() - started,
-            ttft_secs=None if first is None else first - started, instance=sink.instance,
-        )
+    config = request.app[CONFIG_KEY]
+    sink = ClientSink(request, {"X-Request-Id": request_id}, max_body=config.max_response_bytes,
+                      write_timeout=config.client_write_timeout_secs)
+    await request.app[GENERATION_KEY].serve(request.path, request.headers, lambda: _read(request), sink,
+                                            request_id)
+    if sink.response is None:  # the client left before anything was answered: nothing to send
+        return web.Response(status=499)
+    return sink.response
 
 
 async def register(request: web.Request) -> web.Response:

@@ -1,18 +1,24 @@
 """Relaying one PD attempt's decode answer when the request may be rescheduled (the I/O of ``pd_reschedule``).
 
-``relay_attempt`` stands in for ``ClientSink.relay`` on such a request. It returns the client's
-response when the answer is complete, or None when the attempt was preempted: the router then
-runs the next attempt, and a started stream stays open for it (no ``write_eof`` in between).
-Like ``ClientSink.relay``, it sends the client nothing before it has something to send, so an
-attempt that fails before that can still be retried elsewhere.
+``relay_attempt`` stands in for ``Sink.relay`` on such a request. It returns the status sent
+when the answer is complete, or None when the attempt was preempted: the router then runs the
+next attempt.
+
+- A non-streamed answer is read (at most ``--max-response-bytes``, as the sink would) and, if
+  complete, handed to ``sink.relay`` as a ``BufferedAnswer``: the client gets it the way it gets
+  any answer (headers, caps, slow-client protection), whatever the sink.
+- A stream stays open across attempts: the client's response is prepared once (when there is
+  something to send, so an attempt that fails before that can still be retried elsewhere),
+  written attempt after attempt and ended once. This needs the aiohttp sink (``ClientSink``);
+  each write is bounded by ``--client-write-timeout-secs``, as ``ClientSink.relay``'s are.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable
 from contextlib import aclosing
-from typing import cast
+from typing import Any, cast
 
 from aiohttp import web
 
@@ -20,31 +26,74 @@ from .errors import ClientDisconnected, UpstreamError
 from .generation_pool import Response
 from .pd_reschedule import Reschedule
 from .pd_splice import StreamSplice
-from .relay import ClientSink
+from .relay import ClientSink, relayed_headers
+from .sink import Sink
 
 _SSE = "text/event-stream"
 
 
-async def relay_attempt(sink: ClientSink, state: Reschedule, upstream: Response) -> web.StreamResponse | None:
+class BufferedAnswer:
+    """A finished upstream answer with a new body: what ``Sink.relay`` reads of a ``Response``."""
+
+    __slots__ = ("_upstream", "_body", "status")
+
+    def __init__(self, upstream: Any, body: bytes) -> None:
+        self._upstream = upstream
+        self._body = body
+        self.status = upstream.status
+
+    def header(self, name: str, default: str = "") -> str:
+        """As ``Response.header``."""
+        return cast(str, self._upstream.header(name, default))
+
+    def header_items(self) -> list[tuple[str, str]]:
+        """As ``Response.header_items`` (``Content-Length`` is the sink's to set)."""
+        return cast(list, self._upstream.header_items())
+
+    @property
+    def content_type(self) -> str:
+        """As ``Response.content_type``."""
+        return cast(str, self._upstream.content_type)
+
+    async def read(self) -> bytes:
+        """The new body."""
+        return self._body
+
+    async def iter_chunks(self) -> AsyncGenerator[bytes, None]:
+        """The new body, in one piece."""
+        yield self._body
+
+
+def streams_supported(sink: Sink) -> bool:
+    """Whether a stream to ``sink`` can be kept open across attempts (the aiohttp sink)."""
+    return isinstance(sink, ClientSink)
+
+
+async def relay_attempt(sink: Sink, state: Reschedule, upstream: Response) -> int | None:
     """Relay one attempt's 2xx decode answer to ``sink``; None if the attempt was preempted."""
     splice = state.splice
     if splice is not None and upstream.content_type == _SSE:
+        assert isinstance(sink, ClientSink)  # Reschedule.for_request makes a splice only for one
         return await _relay_stream(sink, splice, upstream)
     if sink.prepared:
         raise UpstreamError(f"decode instance {sink.instance} answered a resumed stream with {upstream.content_type}")
-    body = await upstream.read()
-    out = state.merge.feed(body)
+    parts, size = [], 0
+    async with aclosing(upstream.iter_chunks()) as chunks:
+        async for chunk in chunks:
+            size += len(chunk)
+            if size > state.max_body:
+                raise UpstreamError(f"the instance's answer is over --max-response-bytes ({state.max_body} bytes); "
+                                    "ask for a stream for answers this large")
+            parts.append(chunk)
+    out = state.merge.feed(b"".join(parts))
     if out is None:
         return None
-    sink.finished = True
-    sink.first_byte_at = asyncio.get_running_loop().time()
-    return web.Response(body=out, status=upstream.status,
-                        headers={"Content-Type": upstream.header("content-type", "application/json"), **sink.headers})
+    return await sink.relay(cast(Response, BufferedAnswer(upstream, out)))
 
 
-async def _relay_stream(sink: ClientSink, splice: StreamSplice, upstream: Response) -> web.StreamResponse | None:
+async def _relay_stream(sink: ClientSink, splice: StreamSplice, upstream: Response) -> int | None:
     splice.begin()
-    async with aclosing(cast("AsyncGenerator[bytes, None]", upstream.iter_chunks())) as chunks:
+    async with aclosing(upstream.iter_chunks()) as chunks:
         async for chunk in chunks:
             out = splice.feed(chunk)
             if out:
@@ -54,37 +103,45 @@ async def _relay_stream(sink: ClientSink, splice: StreamSplice, upstream: Respon
             await _write(sink, upstream, out)
     if splice.rescheduled:
         return None
-    response = sink.response if sink.response is not None else await _prepare(sink, upstream)
-    try:
-        await response.write_eof()
-    except ConnectionResetError as exc:
-        raise ClientDisconnected("client disconnected at the end of the stream") from exc
+    if sink.response is None:
+        await _start(sink, upstream)
+    assert sink.response is not None
+    await _guarded(sink, sink.response.write_eof())
     sink.finished = True
-    return response
+    return sink.response.status
 
 
-async def _prepare(sink: ClientSink, upstream: Response) -> web.StreamResponse:
-    response = web.StreamResponse(
-        status=upstream.status,
-        headers={"Content-Type": upstream.header("content-type", _SSE), "Cache-Control": "no-cache",
-                 "X-Accel-Buffering": "no", **sink.headers},
-    )
-    sink.response = response
-    try:
-        await response.prepare(sink.request)
-    except ConnectionResetError as exc:
-        raise ClientDisconnected("client disconnected before the stream started") from exc
+async def _start(sink: ClientSink, upstream: Response) -> None:
+    """The client's status line and headers, from the first attempt that has something to send."""
+    headers = relayed_headers(upstream)
+    headers.setdefault("content-type", _SSE)
+    headers.update(sink.headers)
+    headers.setdefault("cache-control", "no-cache")
+    headers.setdefault("x-accel-buffering", "no")
+    response = sink.response = web.StreamResponse(status=upstream.status, headers=headers)
+    await _guarded(sink, response.prepare(sink.request))
     sink.first_byte_at = asyncio.get_running_loop().time()
-    return response
 
 
 async def _write(sink: ClientSink, upstream: Response, data: bytes) -> None:
-    response = sink.response if sink.prepared else await _prepare(sink, upstream)
-    assert response is not None
+    if not sink.prepared:
+        await _start(sink, upstream)
+    assert sink.response is not None
+    await _guarded(sink, sink.response.write(data))
+
+
+async def _guarded(sink: ClientSink, step: Awaitable[Any]) -> None:
+    """One write to the client: a client gone, or not reading for the write timeout, ends the request."""
     try:
-        await response.write(data)
+        async with asyncio.timeout(sink.write_timeout or None):
+            await step
+    except TimeoutError:
+        transport = sink.request.transport
+        if transport is not None:
+            transport.abort()
+        raise ClientDisconnected(f"client stopped reading for {sink.write_timeout:g}s; connection closed") from None
     except ConnectionResetError as exc:  # includes aiohttp's ClientConnectionResetError on writes
         raise ClientDisconnected("client disconnected during the stream") from exc
 
 
-__all__ = ["relay_attempt"]
+__all__ = ["BufferedAnswer", "relay_attempt", "streams_supported"]

@@ -32,6 +32,7 @@ fdrouter does the same, for non-streaming requests as FastDeploy does and for st
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from . import jsonutil
@@ -39,6 +40,8 @@ from .config import RouterConfig
 from .errors import RouterError, UpstreamStatus
 from .pd_splice import StreamSplice, add_usage, is_pd_error
 from .token_fields import completion_ids, cut_fields, may_hold_fields, strip_fields
+
+log = logging.getLogger(__name__)
 
 RESCHEDULE = "pd_reschedule"
 """FastDeploy's finish reason of a preempted request."""
@@ -152,8 +155,11 @@ class Reschedule:
     (non-streaming) or ``splice`` (streaming), and ``preempted`` when an attempt was preempted.
     """
 
-    def __init__(self, body: dict, *, max_retries: int, exclude_decode: bool) -> None:
+    def __init__(self, body: dict, *, max_retries: int, exclude_decode: bool,
+                 max_body: int = 100 * 1024 * 1024) -> None:
         self.max_retries = max_retries
+        self.max_body = max_body
+        """A non-streamed answer read to be checked is refused beyond this (``--max-response-bytes``)."""
         self.exclude_decode = exclude_decode
         self.attempt = 0
         """Reschedules so far: the N of ``<id>-retryN``."""
@@ -168,12 +174,14 @@ class Reschedule:
         self.splice = StreamSplice(strip_ids=not client_wants_ids) if self.stream else None
 
     @classmethod
-    def for_request(cls, body: dict, config: RouterConfig) -> Reschedule | None:
-        """The state for one request, or None when it is never rescheduled (mixed mode, count 0, n > 1)."""
+    def for_request(cls, body: dict, config: RouterConfig, *, streams: bool = True) -> Reschedule | None:
+        """The state for one request, or None when it is never rescheduled (mixed mode, count 0, n > 1,
+        or a stream to a sink that cannot be kept open across attempts: ``streams`` False)."""
         count = config.preempt_retry_count
-        if not config.splitwise or count == 0 or not eligible(body):
+        if not config.splitwise or count == 0 or not eligible(body) or (body.get("stream") is True and not streams):
             return None
-        return cls(body, max_retries=count, exclude_decode=config.preempt_retry_exclude_decode)
+        return cls(body, max_retries=count, exclude_decode=config.preempt_retry_exclude_decode,
+                   max_body=config.max_response_bytes)
 
     @property
     def avoid(self) -> set[str]:
@@ -215,6 +223,8 @@ class Reschedule:
                 f"(--preempt-retry-count {self.max_retries}); last by {decode_url}"
             )
         self.attempt += 1
+        log.info("decode instance %s preempted request %s; rescheduling it (%d of %d)",
+                 decode_url, self.base_id, self.attempt, self.max_retries)
 
 
 __all__ = ["RESCHEDULE", "AnswerMerge", "PdRescheduleExhausted", "Reschedule", "eligible"]

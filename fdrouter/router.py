@@ -13,8 +13,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from typing import Any, TypeVar
 
-from aiohttp import web
-
 from . import jsonutil
 from .breaker import CircuitBreaker, Transition
 from .config import RouterConfig
@@ -35,12 +33,12 @@ from .instances import InstanceInfo, Role
 from .legs import Leg
 from .metrics_scraper import MetricsScraper
 from .pd import pd_request
-from .pd_relay import relay_attempt
+from .pd_relay import relay_attempt, streams_supported
 from .pd_reschedule import Reschedule
 from .policies import RoutingFacts, make_policy
 from .registry import InstanceState, Registry
-from .relay import ClientSink
 from .router_metrics import InstanceRow, RouterMetrics
+from .sink import Sink
 from .stats import CacheStats, StatsLog, UsageTap
 from .upstream import UpstreamClient
 from .validate import estimate_tokens, prompt_text
@@ -82,8 +80,8 @@ class Router:
             if "remote_metrics" in needs else None
         )
         self.stats = CacheStats() if config.stats_interval_secs > 0 else None
-        self.stats_log = (StatsLog(self.stats, self._running, interval=config.stats_interval_secs)
-                          if self.stats is not None else None)
+        self.stats_log = None if self.stats is None else StatsLog(
+            self.stats, lambda: [(s.url, s.in_flight) for s in self.registry.all()], interval=config.stats_interval_secs)
         self._max_retries = 0 if config.disable_retries else config.retry_max_retries
         self._backoff_initial = config.retry_initial_backoff_secs
         self._backoff_max = config.retry_max_backoff_secs
@@ -92,9 +90,6 @@ class Router:
         self._probing: set[str] = set()  # instances with a confirming health probe under way
         self._stack: AsyncExitStack | None = None
         self.metrics.bind(instances=self._metric_rows)
-
-    def _running(self) -> list[tuple[str, int]]:
-        return [(s.url, s.in_flight) for s in self.registry.all()]
 
     def _metric_rows(self) -> list[InstanceRow]:
         now = asyncio.get_running_loop().time()
@@ -244,12 +239,12 @@ class Router:
         endpoint: str,
         raw: bytes,
         body: dict,
-        sink: ClientSink,
+        sink: Sink,
         *,
         request_id: str | None = None,
         headers: Mapping[str, str] | None = None,
-    ) -> web.StreamResponse:
-        """Route one validated chat/completions request and relay the answer to ``sink``.
+    ) -> int:
+        """Route one validated chat/completions request and relay the answer to ``sink``; its status.
 
         An attempt that fails before any byte reached the client is retried on another
         instance (another pair in splitwise mode), with exponential backoff and full jitter.
@@ -258,7 +253,7 @@ class Router:
         extra = f"X-Request-Id: {request_id}\r\n".encode() if request_id else b""
         failed: set[str] = set()
         retries = 0
-        resched = Reschedule.for_request(body, self.config)
+        resched = Reschedule.for_request(body, self.config, streams=streams_supported(sink))
         while True:
             try:
                 if self.config.splitwise:
@@ -279,7 +274,7 @@ class Router:
                 await asyncio.sleep(delay)
                 facts.now = asyncio.get_running_loop().time()
 
-    def _retryable(self, error: RouterError, sink: ClientSink, retries: int, resched: Reschedule | None) -> bool:
+    def _retryable(self, error: RouterError, sink: Sink, retries: int, resched: Reschedule | None) -> bool:
         """Retry only what failed before the client saw a byte of it, and only instance failures."""
         if retries >= self._max_retries or sink.finished:
             return False
@@ -294,8 +289,8 @@ class Router:
         return isinstance(error, UpstreamError)
 
     async def _attempt_mixed(
-        self, endpoint: str, raw: bytes, facts: RoutingFacts, sink: ClientSink, extra: bytes, failed: set[str]
-    ) -> web.StreamResponse:
+        self, endpoint: str, raw: bytes, facts: RoutingFacts, sink: Sink, extra: bytes, failed: set[str]
+    ) -> int:
         instance = self._select(Role.MIXED, facts, failed)
         # mixed mode forwards the client's bytes unchanged: no re-encoding
         async with self._open_leg(instance, facts) as leg:
@@ -304,9 +299,9 @@ class Router:
         return response
 
     async def _attempt_pd(
-        self, endpoint: str, body: dict, facts: RoutingFacts, sink: ClientSink, extra: bytes,
+        self, endpoint: str, body: dict, facts: RoutingFacts, sink: Sink, extra: bytes,
         request_id: str | None, failed: set[str], resched: Reschedule | None = None,
-    ) -> web.StreamResponse:
+    ) -> int:
         relay = None if resched is None else functools.partial(relay_attempt, sink, resched)
         while True:  # one pass per attempt; more than one only when a decode instance preempts the request
             prefill = self._select(Role.PREFILL, facts, failed)
@@ -315,7 +310,7 @@ class Router:
             payload = jsonutil.dumps(shaped if resched is None else resched.shape(shaped))
             # both legs count from now, before either task runs: the next request already sees them
             prefill_leg, decode_leg = self._open_leg(prefill, facts), self._open_leg(decode, facts)
-            result: web.StreamResponse | None = None
+            result: int | None = None
             decode_done = False
             try:
                 # The two legs are one unit: the TaskGroup cancels the other leg (closing its
@@ -341,9 +336,7 @@ class Router:
                 return result
             assert resched is not None  # only a reschedule relay answers None
             self.metrics.observe_reschedule(decode.url)
-            resched.preempted(decode.url)  # PdRescheduleExhausted past --preempt-retry-count
-            log.info("decode instance %s preempted request %s; rescheduling it (%d of %d)",
-                     decode.url, resched.base_id, resched.attempt, resched.max_retries)
+            resched.preempted(decode.url)  # logs it; PdRescheduleExhausted past --preempt-retry-count
             facts.now = asyncio.get_running_loop().time()
 
     def _select_decode(self, facts: RoutingFacts, failed: set[str], resched: Reschedule | None) -> InstanceState:
@@ -379,9 +372,9 @@ class Router:
             log.log(level, "instance %s circuit %s -> %s", instance.url, transition.old.value, transition.new.value)
 
     async def _relay_leg(
-        self, leg: Leg, endpoint: str, payload: bytes, sink: ClientSink, role: str, extra: bytes,
-        relay: Callable[[Response], Awaitable[web.StreamResponse | None]] | None = None,
-    ) -> web.StreamResponse | None:
+        self, leg: Leg, endpoint: str, payload: bytes, sink: Sink, role: str, extra: bytes,
+        relay: Callable[[Response], Awaitable[int | None]] | None = None,
+    ) -> int | None:
         instance = leg.instance
         info = instance.info
         sink.instance = instance.url
@@ -389,6 +382,8 @@ class Router:
             if resp.status >= 300:
                 raise await _status_error(resp, instance, role)
             leg.answered()  # 2xx headers: the instance works (a half-open trial succeeds here)
+            # the instance's load ends with its answer, not when a slow client has read it all
+            resp.on_done = leg.finish
             answer: Any = resp if self.stats is None else UsageTap(resp, self.stats)
             return await (sink.relay if relay is None else relay)(answer)
 
@@ -401,7 +396,8 @@ class Router:
             if resp.status >= 300:
                 raise await _status_error(resp, instance, "prefill")
             leg.answered()
-            await resp.read()  # prefill's own answer is not the client's: drain so the connection is reusable
+            async for _ in resp.iter_chunks():  # prefill's own answer is not the client's: drain, keep nothing
+                pass
 
     # -- control -----------------------------------------------------------------------
 
@@ -464,12 +460,19 @@ def _breaker_factory(config: RouterConfig) -> Callable[[], CircuitBreaker]:
     )
 
 
+_ERROR_BODY_LIMIT = 1024 * 1024  # an instance's error body passed on to the client, at most
+
 # An instance answering these is overloaded or restarting: another one may well succeed.
 _RETRY_STATUSES = frozenset({502, 503})
 
 
 async def _status_error(resp: Any, instance: InstanceState, leg: str) -> UpstreamStatus:
-    body = await resp.read()
+    body = b""
+    async for chunk in resp.iter_chunks():  # an error answer is small; keep at most _ERROR_BODY_LIMIT of it
+        body += chunk
+        if len(body) > _ERROR_BODY_LIMIT:
+            body = body[:_ERROR_BODY_LIMIT]
+            break
     return UpstreamStatus(
         resp.status, body, resp.header("content-type", "application/json"), instance=instance.url, leg=leg
     )

@@ -15,9 +15,10 @@ from aiohttp import web
 
 from . import handlers
 from .admission import AdmissionControl
-from .app_state import ACTIVE_KEY, ADMISSION_KEY, CONFIG_KEY, ROUTER_KEY
+from .app_state import ACTIVE_KEY, ADMISSION_KEY, CONFIG_KEY, GENERATION_KEY, ROUTER_KEY
 from .client_guard import ClientLimits, GuardedSite
 from .config import RouterConfig
+from .generation_service import GenerationService
 from .responses import error_middleware
 from .router import Router
 from .router_metrics import RouterMetrics
@@ -43,6 +44,7 @@ def build_app(config: RouterConfig) -> web.Application:
         metrics = RouterMetrics(admission=lambda: (admission.active, admission.queued))
         async with Router(config, metrics=metrics) as router:
             app[ROUTER_KEY] = router
+            app[GENERATION_KEY] = GenerationService(router, config, admission, app[ACTIVE_KEY])
             yield
 
     app.cleanup_ctx.append(router_ctx)

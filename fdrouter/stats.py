@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncGenerator, Callable, Iterable
 from contextlib import aclosing
-from typing import cast
 
 from . import jsonutil
 from .generation_pool import Response
@@ -28,6 +27,7 @@ from .periodic import Periodic
 log = logging.getLogger(__name__)
 
 _USAGE = b'"usage"'
+_TAIL_LIMIT = 64 * 1024  # usage is ~200 bytes: what follows its start is kept up to this much
 
 
 def usage_of(data: bytes) -> dict | None:
@@ -102,6 +102,10 @@ class UsageTap:
         """As ``Response.header``."""
         return self._resp.header(name, default)
 
+    def header_items(self) -> list[tuple[str, str]]:
+        """As ``Response.header_items``."""
+        return self._resp.header_items()
+
     @property
     def content_type(self) -> str:
         """As ``Response.content_type``."""
@@ -114,13 +118,16 @@ class UsageTap:
         return body
 
     async def iter_chunks(self) -> AsyncGenerator[bytes, None]:
-        """The chunks, unchanged; the usage of the last one naming it is counted at the end."""
+        """The chunks, unchanged; the usage in the last one naming it is counted at the end (with
+        what follows it, bounded: a body's usage may be cut between two chunks)."""
         last = None
         try:
-            async with aclosing(cast("AsyncGenerator[bytes, None]", self._resp.iter_chunks())) as chunks:
+            async with aclosing(self._resp.iter_chunks()) as chunks:
                 async for chunk in chunks:
                     if _USAGE in chunk:
                         last = chunk
+                    elif last is not None and len(last) < _TAIL_LIMIT:
+                        last += chunk
                     yield chunk
         finally:
             if last is not None:

@@ -2,8 +2,9 @@
 
 The lesson of FastDeploy's first router (docs/architecture.md): when health checks shared the
 generation pool they queued behind hung generation traffic, timed out, and healthy instances
-were dropped. So generation traffic (``generation_pool.Http1Pool``, sized for LLM concurrency) and control traffic (health checks,
-registration probes, aborts: an aiohttp session with a short timeout) get separate pools,
+were dropped. So generation traffic (``generation_pool.Http1Pool``, sized for LLM concurrency)
+and control traffic (health checks, registration probes, aborts, scrapes: ``control_pool``'s
+lanes, with short timeouts) get separate pools,
 each created once at start-up and closed at shutdown.
 
 This is the one place where client errors (http1's and aiohttp's) become ``RouterError``s.

@@ -10,6 +10,9 @@ import pytest
 from fdrouter.generation_pool import ConnectError, Http1Pool, ResponseBroken
 from fdrouter.testing import MockBehavior, closed_port
 
+from .conftest import wait_until
+from .generation_pool_fakes import FakeNetwork
+
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
 
 
@@ -203,3 +206,63 @@ async def test_large_bodies_pass_intact_through_backpressure(pool):
 async def test_connect_failure_is_a_connect_error_and_lends_nothing(pool):
     with closed_port() as port, pytest.raises(ConnectError, match="refused"):
         await pool.post("127.0.0.1", port, b"/", b"{}")
+
+
+# -- regressions ---------------------------------------------------------------------------
+
+
+async def test_a_request_waiting_for_a_busy_hosts_slot_holds_no_global_slot(mock_backend_factory):
+    # limit 2, one per host: of two requests hung on one instance, the second waits for that
+    # host's slot; it used to sit on the second global slot meanwhile, so a request to a
+    # healthy instance waited for the hung ones
+    hung = await mock_backend_factory(behavior=MockBehavior(hang_before_headers=True))
+    healthy = await mock_backend_factory()
+    pool = Http1Pool(limit=2, limit_per_host=1)
+    stuck = [asyncio.create_task(pool.post(hung.host, hung.port, b"/v1/completions", b"{}")) for _ in range(2)]
+    assert await hung.wait_for(lambda b: b.requests_in_flight == 1)
+    resp = await asyncio.wait_for(pool.post(healthy.host, healthy.port, b"/v1/completions", b'{"prompt": "x"}'), 10)
+    assert resp.status == 200 and b"text_completion" in await resp.read()
+    resp.release()
+    assert hung.connections_accepted == 1  # the per-host limit still holds
+    await pool.close()
+    results = await asyncio.wait_for(asyncio.gather(*stuck, return_exceptions=True), 10)
+    assert all(isinstance(r, (ResponseBroken, RuntimeError)) for r in results)
+    assert pool.acquired == 0
+
+
+async def _answer_in_reads(monkeypatch, *reads: bytes):
+    """A caller posts through a fake network and reads the body as soon as post() returns, as the
+    router does; the instance answers with ``reads``, the loop turning after each."""
+    network = FakeNetwork().install(asyncio.get_running_loop(), monkeypatch)
+    pool = Http1Pool(limit=4)
+
+    async def caller():
+        resp = await pool.post("10.0.0.5", 8000, b"/v1/completions", b"{}")
+        status = resp.status  # what the router acts on
+        body = await resp.read()
+        return resp, status, body
+
+    task = asyncio.create_task(caller())
+    assert await wait_until(lambda: network.transports and network.last.requests() == 1)
+    for data in reads:
+        network.last.feed(data)
+        for _ in range(3):  # the loop turns in which a caller woken by this read would get its answer
+            await asyncio.sleep(0)
+    resp, status, body = await asyncio.wait_for(task, 10)
+    resp.release()
+    assert pool.acquired == 0
+    return resp, status, body
+
+
+async def test_a_100_continue_in_its_own_read_is_skipped_for_the_final_answer(monkeypatch):
+    _, status, body = await _answer_in_reads(
+        monkeypatch, b"HTTP/1.1 100 Continue\r\n\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    assert (status, body) == (200, b"ok")
+
+
+async def test_informational_answers_in_the_same_read_as_the_final_one_are_skipped(monkeypatch):
+    resp, status, body = await _answer_in_reads(
+        monkeypatch,
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </style.css>\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+    assert (status, body, resp.header("link")) == (200, b"{}", "")

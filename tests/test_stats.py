@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 
-from fdrouter.stats import CacheStats, stats_line, usage_of
+from fdrouter.stats import CacheStats, UsageTap, stats_line, usage_of
 
 from .conftest import wait_until
 
@@ -65,3 +65,26 @@ async def test_the_router_logs_running_requests_and_the_hit_rate_the_answers_rep
     assert all(f"workers: [{c.backends[0].url}: running=" in m for m in counted())
     cached_total = sum(int(m.split("cached_tokens=")[1].split("/")[0]) for m in counted())
     assert cached_total == 2 * cached  # the second chat and the stream found it cached
+
+
+class _Answer:
+    """The part of an upstream Response that UsageTap reads."""
+
+    status = 200
+    content_type = "application/json"
+
+    def __init__(self, *chunks: bytes) -> None:
+        self.chunks = chunks
+
+    async def iter_chunks(self):
+        for chunk in self.chunks:
+            yield chunk
+
+
+async def test_a_usage_cut_between_two_chunks_is_still_counted():
+    body = json.dumps({"choices": [], "usage": {"prompt_tokens": 12, "prompt_tokens_details": {"cached_tokens": 5}}})
+    cut = body.index("prompt_tokens_details")
+    stats = CacheStats()
+    tap = UsageTap(_Answer(body[:cut].encode(), body[cut:].encode()), stats)  # type: ignore[arg-type]
+    assert b"".join([chunk async for chunk in tap.iter_chunks()]) == body.encode()
+    assert stats.take() == (12, 5, 1)

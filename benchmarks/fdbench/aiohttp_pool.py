@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import aiohttp
 from yarl import URL
@@ -30,10 +30,11 @@ from yarl import URL
 class AiohttpResponse:
     """An instance's answer from aiohttp, read through the interface of ``generation_pool.Response``."""
 
-    __slots__ = ("status", "_resp", "_pool", "_done")
+    __slots__ = ("status", "on_done", "_resp", "_pool", "_done")
 
     def __init__(self, resp: aiohttp.ClientResponse, pool: AiohttpPool) -> None:
         self.status = resp.status
+        self.on_done: Callable[[], None] | None = None  # called when the body is all in, or on settle
         self._resp = resp
         self._pool = pool
         self._done = False
@@ -51,10 +52,20 @@ class AiohttpResponse:
         """The whole remaining body."""
         return await self._resp.read()
 
+    def header_items(self) -> list[tuple[str, str]]:
+        """Every header, in order, names lower-case."""
+        return [(name.lower(), value) for name, value in self._resp.headers.items()]
+
     async def iter_chunks(self) -> AsyncIterator[bytes]:
         """Body bytes as they arrive, whatever is buffered coalesced into one chunk."""
         async for chunk in self._resp.content.iter_any():
             yield chunk
+        self._notify_done()
+
+    def _notify_done(self) -> None:
+        if self.on_done is not None:
+            done, self.on_done = self.on_done, None
+            done()
 
     def release(self) -> None:
         """Give the connection back: aiohttp keeps it alive only if the body was read whole."""
@@ -70,6 +81,7 @@ class AiohttpResponse:
         if self._done:
             return False
         self._done = True
+        self._notify_done()
         self._pool.acquired -= 1
         return True
 

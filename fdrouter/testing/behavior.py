@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fdrouter.sim.engine_model import EngineModel
+from fdrouter.sim.engine_profiles import engine_profile
 
 __all__ = ["MockBehavior"]
 
@@ -27,7 +28,9 @@ class MockBehavior:
     Ignored while `engine` is set."""
     engine: EngineModel | None = None
     """A latency model: continuous batching timed by this EngineModel (see `MockBackend`), and the
-    prefix cache sized by it. None: no batch limit, `token_delay` pacing, a default-sized cache."""
+    prefix cache sized by it. None: no batch limit, `token_delay` pacing, a default-sized cache.
+    A profile name (``fdrouter.sim.engine_profiles``, e.g. ``MockBehavior(engine="llama3-8b-a100")``)
+    is turned into its EngineModel when assigned; an unknown name is a ValueError."""
     fail_status: int | None = None
     """Generation endpoints answer this status with an OpenAI error body."""
     reset_after_chunks: int | None = None
@@ -61,3 +64,9 @@ class MockBehavior:
         if callable(after):
             after = after(body)
         return None if after is None else max(0, int(after))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # a profile name becomes its model at assignment (in __init__ too), so readers always see a model
+        if name == "engine" and isinstance(value, str):
+            value = engine_profile(value)
+        object.__setattr__(self, name, value)

@@ -215,3 +215,53 @@ async def test_a_decode_error_answer_saying_pd_error_is_rescheduled_like_a_preem
         assert good.received[0].get("completion_token_ids") is None  # the error carried no tokens
     finally:
         await runner.cleanup()
+
+
+async def test_a_client_that_stops_reading_a_reschedulable_pd_stream_is_cut_off_and_frees_the_decode(
+    router_factory, mock_backend_factory, http
+):
+    async def firehose(request: web.Request) -> web.StreamResponse:  # far more than loopback socket buffers hold
+        await request.read()
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        chunk = b"data: " + b"y" * 65_536 + b"\n\n"
+        try:
+            for _ in range(2000):
+                await response.write(chunk)
+        except ConnectionError:
+            pass  # the router closed the leg: that is the point
+        return response
+
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    app = web.Application()
+    app.router.add_get("/health", health)
+    app.router.add_post(CHAT, firehose)
+    runner = web.AppRunner(app, shutdown_timeout=0.5)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        server = await router_factory(splitwise=True, disable_retries=True, request_timeout_secs=1.0,
+                                      client_write_timeout_secs=2.0)
+        prefill = await mock_backend_factory(role="prefill")
+        for body in (prefill.register_info(), {"role": "decode", "host_ip": "127.0.0.1", "port": runner.addresses[0][1]}):
+            async with http.post(server.url + "/register", json=body) as resp:
+                assert resp.status == 200
+        decode = next(s for s in server.router.registry.all() if s.role.value == "decode")
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        me = writer.get_extra_info("sockname")
+
+        def still_served() -> bool:
+            return any(h.transport is not None and h.transport.get_extra_info("peername") == me
+                       for h in server._runner.server.connections)
+
+        body = json.dumps({"messages": MESSAGES, "stream": True}).encode()
+        writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: r\r\nContent-Type: application/json\r\n"
+                     + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        await reader.readexactly(100)  # the stream started; from here on the client reads nothing
+        assert await wait_until(lambda: decode.in_flight == 0, timeout=10)  # the 1 s request timeout ends the leg
+        assert await wait_until(lambda: not still_served(), timeout=20)  # 2 s without progress: cut off
+        writer.close()
+    finally:
+        await runner.cleanup()
