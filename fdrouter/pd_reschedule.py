@@ -172,6 +172,8 @@ class Reschedule:
         self.stream = body.get("stream") is True
         self.merge = AnswerMerge(strip_ids=not client_wants_ids)
         self.splice = StreamSplice(strip_ids=not client_wants_ids) if self.stream else None
+        self.client_stream: Any = None
+        """``pd_relay``'s writer of the client's stream once it started (I/O; opaque here)."""
 
     @classmethod
     def for_request(cls, body: dict, config: RouterConfig, *, streams: bool = True) -> Reschedule | None:
