@@ -20,7 +20,7 @@ import pytest_asyncio
 from aiohttp import web
 
 INSTANCES = 1000
-HEARTBEAT_ROUNDS = 4
+HEARTBEAT_ROUNDS = 6
 # FastDeploy's heartbeat and fdrouter's health interval are both 5 s; compressed 5x here, so a few
 # health rounds run during the heartbeats.
 HEARTBEAT_SECS = 1.0
@@ -33,6 +33,7 @@ class Instances:
 
     def __init__(self) -> None:
         self.probes: collections.Counter[int] = collections.Counter()
+        self.times: collections.defaultdict[int, list[float]] = collections.defaultdict(list)
         app = web.Application()
         app.router.add_get("/health", self._health)
         self.runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
@@ -40,7 +41,9 @@ class Instances:
 
     async def _health(self, request: web.Request) -> web.Response:
         assert request.transport is not None
-        self.probes[request.transport.get_extra_info("sockname")[1]] += 1
+        port = request.transport.get_extra_info("sockname")[1]
+        self.probes[port] += 1
+        self.times[port].append(time.monotonic())
         return web.json_response({"status": "ok"})
 
     async def start(self, count: int) -> None:
@@ -100,6 +103,7 @@ async def test_a_thousand_instances_heartbeating_cost_no_probes_and_little_cpu(s
             await asyncio.sleep(max(0.0, HEARTBEAT_SECS - (time.monotonic() - round_started)))  # pacing, as engines do
         cpu_after = cpu_seconds(router.pid)
         elapsed = time.monotonic() - started
+        probes = {port: instances.probes[port] for port in instances.ports}  # before the quiet spell below
         beating = time.monotonic() - started_beating
         async with http.get(router.url + "/registered") as resp:
             entries = (await resp.json())["instances"]
@@ -118,5 +122,7 @@ async def test_a_thousand_instances_heartbeating_cost_no_probes_and_little_cpu(s
     # one probe at registration, then one per health round: at most elapsed / interval rounds, plus the
     # one that may be under way. Probing every heartbeat would add HEARTBEAT_ROUNDS to every instance.
     allowed = 1 + int(elapsed // HEALTH_INTERVAL) + 1
-    most = max(instances.probes[p] for p in instances.ports)
-    assert most <= allowed, f"an instance was probed {most} times in {elapsed:.1f}s (at most {allowed} expected)"
+    worst = max(instances.ports, key=lambda p: probes[p])
+    most = probes[worst]
+    when = [round(t - started, 2) for t in instances.times[worst][:most]]
+    assert most <= allowed, f"an instance was probed {most} times in {elapsed:.1f}s (at most {allowed} expected): {when}"
