@@ -14,6 +14,7 @@ Metric names (prefix ``fdrouter_``):
     fdrouter_retries_total{reason}                              counter
     fdrouter_upstream_errors_total{instance,kind}               counter
     fdrouter_admission_rejected_total{reason}                   counter (queue_full, queue_timeout)
+    fdrouter_pd_reschedules_total{instance}                     counter, requests the decode instance preempted
     fdrouter_instance_in_flight_requests{instance,role}         gauge (scrape time)
     fdrouter_instance_in_flight_tokens{instance,role}           gauge (scrape time)
     fdrouter_instance_healthy{instance,role}                    gauge, 1 gets traffic by health, 0 not
@@ -155,6 +156,10 @@ class RouterMetrics:
         self.admission_rejected = Counter("fdrouter_admission_rejected",
                                           "Requests answered 429 by admission control, by reason.",
                                           ["reason"], registry=r)
+        self.pd_reschedules = Counter("fdrouter_pd_reschedules",
+                                      "PD requests the decode instance preempted (finish_reason pd_reschedule "
+                                      "or a PD Error), each rescheduled unless past --preempt-retry-count.",
+                                      ["instance"], registry=r)
         self._live = _LiveCollector(instances, admission)
         r.register(self._live)
         # a worker of a multi-process router: every process's events are aggregated at scrape time
@@ -169,6 +174,7 @@ class RouterMetrics:
         self._retries: dict[str, Counter] = {}
         self._upstream: dict[tuple[str, str], Counter] = {}
         self._rejected: dict[str, Counter] = {}
+        self._reschedules: dict[str, Counter] = {}
 
     # -- hot path ------------------------------------------------------------------------
 
@@ -218,6 +224,13 @@ class RouterMetrics:
             child = self._rejected[reason] = self.admission_rejected.labels(reason)
         child.inc()
 
+    def observe_reschedule(self, instance: str) -> None:
+        """Count one request preempted by the decode instance ``instance``."""
+        child = self._reschedules.get(instance)
+        if child is None:
+            child = self._reschedules[instance] = self.pd_reschedules.labels(instance)
+        child.inc()
+
     # -- lifecycle -----------------------------------------------------------------------
 
     def bind(
@@ -240,6 +253,8 @@ class RouterMetrics:
         for upstream_key in [k for k in self._upstream if k[0] == url]:
             del self._upstream[upstream_key]
             self.upstream_errors.remove(*upstream_key)
+        if self._reschedules.pop(url, None) is not None:
+            self.pd_reschedules.remove(url)
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type, for ``GET /metrics``."""
