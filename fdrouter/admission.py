@@ -97,19 +97,38 @@ class AdmissionControl:
         """``async with control.admit():`` holds one slot for the body; raises ``TooManyRequests``."""
         return self._slot if self.max_concurrent > 0 else _DISABLED
 
+    # -- hooks: what a shared (multi-process) admission counts differently ----------------
+
+    def _has_room(self) -> bool:
+        """Whether a slot is free now."""
+        return self._active < self.max_concurrent
+
+    def _queue_full(self) -> bool:
+        """Whether the queue is at ``queue_size``."""
+        return len(self._waiters) >= self.queue_size
+
+    def _changed(self) -> None:
+        """Called after every change of the counts (the shared admission publishes them)."""
+
+    def _queued_waiter(self) -> None:
+        """Called when a request starts waiting (the shared admission watches other processes)."""
+
     async def _acquire(self) -> None:
-        if self._active < self.max_concurrent and not self._waiters:
+        if self._has_room() and not self._waiters:
             self._active += 1
+            self._changed()
             return
-        if len(self._waiters) >= self.queue_size:
+        if self._queue_full():
             raise TooManyRequests(
-                f"router at capacity: {self._active} requests running and {len(self._waiters)} queued "
+                f"router at capacity: {self.active} requests running and {self.queued} queued "
                 f"(queue full); retry in {self.retry_after_secs} s",
                 retry_after=self.retry_after_secs,
                 reason="queue_full",
             )
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
+        self._changed()
+        self._queued_waiter()
         try:
             async with asyncio.timeout(self.queue_timeout_secs):
                 await waiter
@@ -136,13 +155,16 @@ class AdmissionControl:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)  # the slot passes on: active stays the same
+                self._changed()
                 return
         self._active -= 1
+        self._changed()
 
     def _forget(self, waiter: asyncio.Future[None]) -> None:
         # O(queue_size), only on timeout or cancellation
         with contextlib.suppress(ValueError):
             self._waiters.remove(waiter)
+        self._changed()
 
 
 def _granted(waiter: asyncio.Future[None]) -> bool:

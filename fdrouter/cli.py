@@ -27,6 +27,7 @@ from .fastdeploy_config import resolve_soft_options
 from .instances import InstanceInfo
 from .logs import LogRetention, configure_logging
 from .policies import available_policies, policy_options
+from .replay.cli import add_replay_parser, run_replay
 from .sim.cli import add_simulate_parser, run_simulate
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
             serve.add_argument(spec.flag, dest=name, type=_FLAG_TYPES[kind], default=None, metavar=_metavar(name),
                                help=_help(name))
     add_simulate_parser(sub)
+    add_replay_parser(sub)
     return parser
 
 
@@ -195,6 +197,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "simulate":
         return run_simulate(args)
+    if args.command == "replay":
+        return run_replay(args)
     parser.error(f"unknown command {args.command!r}")
     return 2
 

@@ -186,6 +186,13 @@ class RouterConfig:
     stats_interval_secs: float = setting(
         0.0, "scheduler", "log a stats line (running requests per instance, cache hit rate seen in answers) "
         "this often; 0 = off (FastDeploy's Go router: 5)", ge=0)
+    preempt_retry_count: int = setting(
+        3, "scheduler", "splitwise: how often a request a decode instance preempted (finish_reason pd_reschedule) "
+        "goes to a new prefill/decode pair, on from the tokens generated so far; 0 = the preempted answer passes "
+        "through (FastDeploy's Python router: 3)", ge=0)
+    preempt_retry_exclude_decode: bool = setting(
+        False, "scheduler", "splitwise: never send a preempted request back to a decode instance that preempted it "
+        "(unless no other one is healthy)")
     # -- upstream ------------------------------------------------------------------------------
     connect_timeout_secs: float = setting(10.0, "upstream", "time to open a TCP connection to an instance", gt=0)
     max_connections: int = setting(
@@ -448,6 +455,8 @@ def load_instances_file(path: str | Path) -> tuple[InstanceInfo, ...]:
         if isinstance(body, dict) and isinstance(body.get("host_ip"), str):
             # FastDeploy's register.yaml may write the host as a URL; the Go router strips the scheme
             body = {**body, "host_ip": body["host_ip"].strip().removeprefix("http://").removeprefix("https://")}
+        if isinstance(body, dict) and type(body.get("version")) in (int, float):
+            body = {**body, "version": str(body["version"])}  # YAML reads "version: 2.6" as a number
         try:
             out.append(InstanceInfo.from_dict(body))
         except BadRequest as exc:

@@ -90,6 +90,11 @@ async def registered(request: web.Request) -> web.Response:
     return json_response({"instances": [s.to_dict(_now()) for s in request.app[ROUTER_KEY].registry.all()]})
 
 
+async def decode_instances(request: web.Request) -> web.Response:
+    """GET /decode_instances[?version=V]: decode instances for a FastDeploy prefill instance to pre-connect to."""
+    return json_response(request.app[ROUTER_KEY].decode_instances(request.query.get("version")))
+
+
 async def registered_number(request: web.Request) -> web.Response:
     """GET /registered_number: registered instances per role."""
     return json_response(request.app[ROUTER_KEY].registry.counts())
@@ -123,6 +128,6 @@ async def models(request: web.Request) -> web.Response:
 
 
 __all__ = [
-    "abort_requests", "deregister", "generation", "health", "health_generate", "metrics", "models", "register",
-    "registered", "registered_number",
+    "abort_requests", "decode_instances", "deregister", "generation", "health", "health_generate", "metrics",
+    "models", "register", "registered", "registered_number",
 ]

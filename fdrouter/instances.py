@@ -2,6 +2,9 @@
 
 FastDeploy model servers started with ``--router`` post this body unchanged, so field
 names and the int-or-str leniency follow FastDeploy's ``router/utils.py`` ``InstanceInfo``.
+A current FastDeploy engine (``engine/register_manager.py``) re-posts it every 5 s as a
+heartbeat, with ``version`` (its model version), ``is_paused`` and ``connected_decodes`` (the
+decode instances a prefill instance pre-connected to) added.
 """
 
 from __future__ import annotations
@@ -69,6 +72,28 @@ def _host(value: Any) -> str:
     return host.lower()
 
 
+def _optional_str(name: str, value: Any) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise BadRequest(f"field '{name}' must be a string, got {value!r}")
+    return value
+
+
+def _flag(name: str, value: Any) -> bool:
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise BadRequest(f"field '{name}' must be true or false, got {value!r}")
+    return value
+
+
+def _objects(name: str, value: Any) -> tuple[dict, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise BadRequest(f"field '{name}' must be a list of objects, got {value!r}")
+    return tuple(value)
+
+
 def _str_list(name: str, value: Any) -> tuple[str, ...]:
     """A list of ids or ports, each int or str; stored as str as FastDeploy does."""
     if value is None:
@@ -99,6 +124,12 @@ class InstanceInfo:
     rdma_ports: tuple[str, ...] = ()
     device_ids: tuple[str, ...] = ()
     tp_size: int = 1
+    version: str | None = None
+    """The model version the engine serves (FastDeploy's heartbeat); ``/decode_instances?version=`` filters on it."""
+    is_paused: bool = False
+    """The engine says it is paused: it gets no new requests until it says otherwise."""
+    connected_decodes: tuple[dict, ...] = field(default=(), compare=False, hash=False)
+    """The decode instances a prefill instance reports it pre-connected to (as ``/decode_instances`` listed them)."""
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     @property
@@ -135,7 +166,7 @@ class InstanceInfo:
             raise BadRequest(f"field 'tp_size' must be a positive integer, got {tp!r}")
         known = {
             "role", "host_ip", "port", "metrics_port", "connector_port", "engine_worker_queue_port",
-            "transfer_protocol", "rdma_ports", "device_ids", "tp_size",
+            "transfer_protocol", "rdma_ports", "device_ids", "tp_size", "version", "is_paused", "connected_decodes",
         }
         return cls(
             role=Role(role_value.strip().lower()),
@@ -150,6 +181,9 @@ class InstanceInfo:
             rdma_ports=_str_list("rdma_ports", body.get("rdma_ports")),
             device_ids=_str_list("device_ids", body.get("device_ids")),
             tp_size=int(str(tp).strip()),
+            version=_optional_str("version", body.get("version")),
+            is_paused=_flag("is_paused", body.get("is_paused")),
+            connected_decodes=_objects("connected_decodes", body.get("connected_decodes")),
             extra={k: v for k, v in body.items() if k not in known},
         )
 
@@ -161,9 +195,10 @@ class InstanceInfo:
             raise BadRequest(f"worker URL must look like http://HOST:PORT, got {url!r}")
         return cls.from_dict({"role": role.value, "host_ip": match.group(1), "port": match.group(2)})
 
-    def to_fastdeploy_dict(self) -> dict:
-        """FastDeploy's ``InstanceInfo.to_dict()`` shape, as put into ``disaggregate_info``."""
-        return {
+    def to_fastdeploy_dict(self, *, version: bool = False) -> dict:
+        """FastDeploy's ``InstanceInfo.to_dict()`` shape, as put into ``disaggregate_info``; with
+        ``version`` too, as ``GET /decode_instances`` lists it."""
+        out = {
             "role": self.role.name,
             "host_ip": self.host_ip,
             "port": str(self.port),
@@ -175,6 +210,9 @@ class InstanceInfo:
             "device_ids": list(self.device_ids),
             "tp_size": self.tp_size,
         }
+        if version:
+            out["version"] = self.version
+        return out
 
 
 __all__ = ["InstanceInfo", "Role"]

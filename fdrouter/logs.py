@@ -84,6 +84,18 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+class WorkerIdFilter(logging.Filter):
+    """Stamps each record with the worker process's number (``fdrouter serve --workers N``)."""
+
+    def __init__(self, worker: int) -> None:
+        super().__init__()
+        self.worker = worker
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.worker = self.worker
+        return True
+
+
 def _extras(record: logging.LogRecord) -> dict[str, Any]:
     return {k: v for k, v in record.__dict__.items() if k not in _RECORD_FIELDS and not k.startswith("_")}
 
@@ -227,14 +239,16 @@ def configure_logging(
     output: str = "stderr",
     file: str | os.PathLike[str] = "logs/router.log",
     retention: LogRetention | None = None,
+    worker: int | None = None,
 ) -> logging.Handler:
     """Install (or replace) the router's log handler on the root logger and return it.
 
     ``level`` is a level name (debug, info, warning, error, critical); ``fmt`` is ``text`` or
     ``json``; ``secrets`` (None entries are skipped, so ``[config.api_key]`` works) are
     replaced by ``***`` in every line. ``output`` is ``stderr`` (or ``stream`` if given),
-    ``stdout``, or ``file``: ``file`` rotated and pruned by ``retention``. Idempotent: a second
-    call replaces the first call's handler, so exactly one is installed.
+    ``stdout``, or ``file``: ``file`` rotated and pruned by ``retention``. ``worker`` (a worker
+    process's number) is added to every line as ``worker=N``. Idempotent: a second call replaces
+    the first call's handler, so exactly one is installed.
     """
     levelno = _LEVELS.get(level.lower())
     if levelno is None:
@@ -259,6 +273,8 @@ def configure_logging(
         old.close()
     handler.setFormatter(formatter)
     handler.addFilter(RequestIdFilter())
+    if worker is not None:
+        handler.addFilter(WorkerIdFilter(worker))
     root.addHandler(handler)
     root.setLevel(levelno)
     return handler
@@ -270,6 +286,7 @@ __all__ = [
     "RequestIdFilter",
     "RetentionFileHandler",
     "TextFormatter",
+    "WorkerIdFilter",
     "accept_request_id",
     "configure_logging",
     "new_request_id",

@@ -1,15 +1,26 @@
-"""Helpers for model servers: register with a router, with retries, and stay registered."""
+"""Helpers for model servers: register with a router, with retries, and stay registered.
+
+Like a FastDeploy engine's ``RegisterManager`` (``engine/register_manager.py``): the body is the
+instance info plus, when given, ``version``, ``is_paused`` and ``connected_decodes``, and
+``keep_registered`` re-posts it every 5 s as a heartbeat (the router answers a heartbeat of a
+healthy instance without probing it).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import random
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import aiohttp
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+HEARTBEAT_SECS = 5.0
+"""FastDeploy's heartbeat interval (``RegisterManager._sleep_seconds``)."""
 
 
 class RegistrationError(RuntimeError):
@@ -28,6 +39,18 @@ async def _post_register(session: aiohttp.ClientSession, url: str, info: dict, h
         raise RegistrationError(f"router answered HTTP {resp.status}: {text[:500]}", status=resp.status)
 
 
+def heartbeat_body(
+    info: dict[str, Any], *, version: str | None = None, is_paused: bool | None = None,
+    connected_decodes: list[dict] | None = None,
+) -> dict[str, Any]:
+    """``info`` with FastDeploy's heartbeat fields added, those given (None: left as ``info`` has them)."""
+    body = dict(info)
+    for name, value in (("version", version), ("is_paused", is_paused), ("connected_decodes", connected_decodes)):
+        if value is not None:
+            body[name] = value
+    return body
+
+
 async def register_instance(
     router_url: str,
     info: dict[str, Any],
@@ -37,14 +60,20 @@ async def register_instance(
     max_backoff_secs: float = 10.0,
     timeout_secs: float = 5.0,
     admin_api_key: str | None = None,
+    version: str | None = None,
+    is_paused: bool | None = None,
+    connected_decodes: list[dict] | None = None,
 ) -> dict:
     """POST ``info`` (FastDeploy's instance-info dict) to ``router_url/register``.
 
-    Retries connection errors, timeouts and 5xx answers with exponential backoff and
-    jitter; a 4xx answer is the router saying the body (or the key) is wrong, so it is
-    raised at once. ``admin_api_key`` is sent as a bearer token when the router wants one.
-    Returns the router's JSON answer.
+    ``version``, ``is_paused`` and ``connected_decodes`` are added to the body when given, as
+    FastDeploy's engines send them (a paused instance gets no new requests). Retries
+    connection errors, timeouts and 5xx answers with exponential backoff and jitter; a 4xx
+    answer is the router saying the body (or the key) is wrong, so it is raised at once.
+    ``admin_api_key`` is sent as a bearer token when the router wants one. Returns the
+    router's JSON answer.
     """
+    info = heartbeat_body(info, version=version, is_paused=is_paused, connected_decodes=connected_decodes)
     url = router_url.rstrip("/") + "/register"
     headers = {"Authorization": f"Bearer {admin_api_key}"} if admin_api_key else {}
     delay = backoff_secs
@@ -76,19 +105,34 @@ def register_instance_sync(router_url: str, info: dict[str, Any], **kwargs: Any)
 
 
 async def keep_registered(
-    router_url: str, info: dict[str, Any], *, interval_secs: float = 10.0, **kwargs: Any
+    router_url: str,
+    info: dict[str, Any],
+    *,
+    interval_secs: float = HEARTBEAT_SECS,
+    version: str | None = None,
+    is_paused: bool | Callable[[], bool] | None = None,
+    connected_decodes: list[dict] | Callable[[], list[dict]] | None = None,
+    **kwargs: Any,
 ) -> None:
-    """Re-register every ``interval_secs`` until cancelled, so a restarted router learns of us again.
+    """Re-register every ``interval_secs`` (FastDeploy's heartbeat: 5 s) until cancelled, so the
+    router sees the current state and a restarted router learns of us again.
 
-    Registration is idempotent on the router, so re-posting is safe. Failures are logged
-    and retried next interval; the loop never ends by itself.
+    ``is_paused`` and ``connected_decodes`` may be callables, asked anew for each heartbeat.
+    Registration is idempotent on the router, so re-posting is safe. Failures are logged and
+    retried next interval; the loop never ends by itself.
     """
     while True:
         try:
-            await register_instance(router_url, info, **kwargs)
+            await register_instance(router_url, info, version=version, is_paused=_now(is_paused),
+                                    connected_decodes=_now(connected_decodes), **kwargs)
         except RegistrationError as exc:
             log.warning("keep_registered: %s", exc)
         await asyncio.sleep(interval_secs)
 
 
-__all__ = ["RegistrationError", "keep_registered", "register_instance", "register_instance_sync"]
+def _now(value: T | Callable[[], T]) -> T:
+    return value() if callable(value) else value
+
+
+__all__ = ["HEARTBEAT_SECS", "RegistrationError", "heartbeat_body", "keep_registered", "register_instance",
+           "register_instance_sync"]

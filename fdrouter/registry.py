@@ -44,6 +44,9 @@ class InstanceState:
             "in_flight_requests": self.in_flight,
             "in_flight_tokens": self.in_flight_tokens,
             "requests_total": self.requests_total,
+            "version": self.info.version,
+            "is_paused": self.info.is_paused,
+            "connected_decodes": list(self.info.connected_decodes),
             "info": self.info.to_fastdeploy_dict(),
         }
 
@@ -70,14 +73,16 @@ class Registry:
         """Register or refresh an instance; returns it and whether it is new.
 
         Re-registering keeps the load counters (in-flight requests are still running there)
-        and refreshes the info, since a restarted server may announce new ports. A new
-        instance beyond ``max_instances`` raises TooManyInstances.
+        and refreshes the info, since a restarted server may announce new ports (a heartbeat
+        that changes nothing that routing reads keeps the routable lists). A new instance
+        beyond ``max_instances`` raises TooManyInstances.
         """
         existing = self._instances.get(info.key)
         if existing is not None:
+            if existing.role is not info.role or existing.info.is_paused != info.is_paused:
+                self._routable.clear()
             existing.info = info
             existing.role = info.role
-            self._routable.clear()
             return existing, False
         if self._max_instances is not None and len(self._instances) >= self._max_instances:
             raise TooManyInstances(
@@ -91,6 +96,16 @@ class Registry:
         self._instances[info.key] = state
         self._routable.clear()
         return state, True
+
+    def heartbeat(self, info: InstanceInfo) -> tuple[InstanceState, bool] | None:
+        """A registration of a known, healthy instance of the same role: its info refreshed, no probe
+        needed. Returns it and whether ``is_paused`` changed; None when this is not such a heartbeat."""
+        state = self._instances.get(info.key)
+        if state is None or state.health.state is not Health.HEALTHY or state.role is not info.role:
+            return None
+        paused_changed = state.info.is_paused != info.is_paused
+        self.add(info)
+        return state, paused_changed
 
     def remove(self, key: tuple[str, int]) -> InstanceState | None:
         """Forget an instance; requests already running on it finish and release normally."""
@@ -108,10 +123,11 @@ class Registry:
         return list(self._instances.values())
 
     def routable(self, role: Role) -> tuple[InstanceState, ...]:
-        """Instances of ``role`` that may get traffic now (cached until something changes)."""
+        """Instances of ``role`` that may get traffic now: healthy and not paused (cached until something changes)."""
         cached = self._routable.get(role)
         if cached is None:
-            cached = tuple(s for s in self._instances.values() if s.role is role and s.health.state.routable)
+            cached = tuple(s for s in self._instances.values()
+                           if s.role is role and s.health.state.routable and not s.info.is_paused)
             self._routable[role] = cached
         return cached
 

@@ -9,7 +9,7 @@ import asyncio
 import functools
 import logging
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from typing import Any, TypeVar
 
@@ -26,16 +26,20 @@ from .errors import (
     UpstreamStatus,
     UpstreamTimeout,
 )
+from .generation_pool import Response
 from .health_monitor import HealthMonitor
 from .health_state import Health
 from .instances import InstanceInfo, Role
 from .legs import Leg
 from .metrics_scraper import MetricsScraper
 from .pd import pd_request
+from .pd_relay import relay_attempt, streams_supported
+from .pd_reschedule import Reschedule
 from .policies import RoutingFacts, make_policy
 from .registry import InstanceState, Registry
 from .router_metrics import InstanceRow, RouterMetrics
 from .sink import Sink
+from .stats import CacheStats, StatsLog, UsageTap
 from .upstream import UpstreamClient
 from .validate import estimate_tokens, prompt_text
 
@@ -75,6 +79,9 @@ class Router:
             MetricsScraper(self.registry, self.upstream, interval=config.metrics_scrape_interval_secs)
             if "remote_metrics" in needs else None
         )
+        self.stats = CacheStats() if config.stats_interval_secs > 0 else None
+        self.stats_log = None if self.stats is None else StatsLog(
+            self.stats, lambda: [(s.url, s.in_flight) for s in self.registry.all()], interval=config.stats_interval_secs)
         self._max_retries = 0 if config.disable_retries else config.retry_max_retries
         self._backoff_initial = config.retry_initial_backoff_secs
         self._backoff_max = config.retry_max_backoff_secs
@@ -104,6 +111,9 @@ class Router:
             if self.scraper is not None:
                 self.scraper.start()
                 stack.push_async_callback(self.scraper.stop)
+            if self.stats_log is not None:
+                self.stats_log.start()
+                stack.push_async_callback(self.stats_log.stop)
             self._stack = stack.pop_all()
         return self
 
@@ -146,6 +156,14 @@ class Router:
         """Validate, health-probe and add an instance; registering twice keeps one entry."""
         info = InstanceInfo.from_dict(body)
         self._modes_role_check(info)
+        # A known healthy instance re-registering is a heartbeat (FastDeploy's engines re-post every
+        # 5 s): the health monitor probes it already, so no probe and no log line, just the new info.
+        heartbeat = self.registry.heartbeat(info)
+        if heartbeat is not None:
+            state, paused_changed = heartbeat
+            if paused_changed:
+                log.info("instance %s %s", info.url, "paused: no new requests" if info.is_paused else "resumed")
+            return state
         if not await self.upstream.probe(info.url, lane="register"):
             raise InstanceUnhealthy(
                 f"instance {info.url} did not answer {self.config.health_check_endpoint} with 2xx "
@@ -153,10 +171,16 @@ class Router:
             )
         state, created = self.registry.add(info)
         if created:
-            log.info("registered %s instance %s", info.role.value, info.url)
+            log.info("registered %s instance %s%s", info.role.value, info.url, " (paused)" if info.is_paused else "")
         else:
             self.registry.observe(state, True)
         return state
+
+    def decode_instances(self, version: str | None) -> list[dict]:
+        """FastDeploy's ``GET /decode_instances[?version=V]``: healthy decode instances (paused too:
+        a prefill instance may pre-connect to one), of that version if given, as FastDeploy lists them."""
+        return [s.info.to_fastdeploy_dict(version=True) for s in self.registry.all()
+                if s.role is Role.DECODE and s.health.state.routable and version in (None, s.info.version)]
 
     def deregister(self, body: Any) -> InstanceState:
         """Remove an instance named by a /register body or by host_ip + port."""
@@ -229,13 +253,14 @@ class Router:
         extra = f"X-Request-Id: {request_id}\r\n".encode() if request_id else b""
         failed: set[str] = set()
         retries = 0
+        resched = Reschedule.for_request(body, self.config, streams=streams_supported(sink))
         while True:
             try:
                 if self.config.splitwise:
-                    return await self._attempt_pd(endpoint, body, facts, sink, extra, request_id, failed)
+                    return await self._attempt_pd(endpoint, body, facts, sink, extra, request_id, failed, resched)
                 return await self._attempt_mixed(endpoint, raw, facts, sink, extra, failed)
             except RouterError as error:
-                if not self._retryable(error, sink, retries):
+                if not self._retryable(error, sink, retries, resched):
                     raise
                 assert error.instance is not None  # _retryable() retries only errors that name one
                 failed.add(error.instance)
@@ -249,9 +274,11 @@ class Router:
                 await asyncio.sleep(delay)
                 facts.now = asyncio.get_running_loop().time()
 
-    def _retryable(self, error: RouterError, sink: Sink, retries: int) -> bool:
-        """Retry only what failed before the client saw a byte, and only instance failures."""
-        if retries >= self._max_retries or sink.prepared or sink.finished:
+    def _retryable(self, error: RouterError, sink: Sink, retries: int, resched: Reschedule | None) -> bool:
+        """Retry only what failed before the client saw a byte of it, and only instance failures."""
+        if retries >= self._max_retries or sink.finished:
+            return False
+        if sink.prepared and not (resched is not None and resched.resumable):
             return False
         if error.instance is None:
             return False
@@ -267,39 +294,57 @@ class Router:
         instance = self._select(Role.MIXED, facts, failed)
         # mixed mode forwards the client's bytes unchanged: no re-encoding
         async with self._open_leg(instance, facts) as leg:
-            return await self._relay_leg(leg, endpoint, raw, sink, "mixed", extra)
+            response = await self._relay_leg(leg, endpoint, raw, sink, "mixed", extra)
+        assert response is not None  # only a PD reschedule relay answers None
+        return response
 
     async def _attempt_pd(
         self, endpoint: str, body: dict, facts: RoutingFacts, sink: Sink, extra: bytes,
-        request_id: str | None, failed: set[str],
+        request_id: str | None, failed: set[str], resched: Reschedule | None = None,
     ) -> int:
-        prefill = self._select(Role.PREFILL, facts, failed)
-        decode = self._select(Role.DECODE, facts, failed)
-        payload = jsonutil.dumps(pd_request(body, prefill.info, decode.info, request_id))
-        # both legs count from now, before either task runs: the next request already sees them
-        prefill_leg, decode_leg = self._open_leg(prefill, facts), self._open_leg(decode, facts)
-        result: int | None = None
-        try:
-            # The two legs are one unit: the TaskGroup cancels the other leg (closing its
-            # connection) as soon as one fails, so decode never waits for a KV cache that a
-            # failed prefill will not send (SGLang #9726; FastDeploy's gather had the bug).
-            async with asyncio.TaskGroup() as group:
-                group.create_task(self._prefill_leg(prefill_leg, endpoint, payload, extra))
-                async with decode_leg:
-                    result = await self._relay_leg(decode_leg, endpoint, payload, sink, "decode", extra)
-        except BaseExceptionGroup as eg:
-            error = _first_router_error(eg)
-            if error is None:
-                raise
-            if sink.finished and result is not None:
-                log.warning("prefill leg failed after decode finished: %s", error.message)
+        relay = None if resched is None else functools.partial(relay_attempt, sink, resched)
+        while True:  # one pass per attempt; more than one only when a decode instance preempts the request
+            prefill = self._select(Role.PREFILL, facts, failed)
+            decode = self._select_decode(facts, failed, resched)
+            shaped = pd_request(body, prefill.info, decode.info, request_id)
+            payload = jsonutil.dumps(shaped if resched is None else resched.shape(shaped))
+            # both legs count from now, before either task runs: the next request already sees them
+            prefill_leg, decode_leg = self._open_leg(prefill, facts), self._open_leg(decode, facts)
+            result: int | None = None
+            decode_done = False
+            try:
+                # The two legs are one unit: the TaskGroup cancels the other leg (closing its
+                # connection) as soon as one fails, so decode never waits for a KV cache that a
+                # failed prefill will not send (SGLang #9726; FastDeploy's gather had the bug).
+                async with asyncio.TaskGroup() as group:
+                    group.create_task(self._prefill_leg(prefill_leg, endpoint, payload, extra))
+                    async with decode_leg:
+                        result = await self._relay_leg(decode_leg, endpoint, payload, sink, "decode", extra, relay)
+                    decode_done = True
+            except BaseExceptionGroup as eg:
+                error = _first_router_error(eg)
+                if error is None:
+                    raise
+                if decode_done:
+                    log.warning("prefill leg failed after decode finished: %s", error.message)
+                elif not (resched is not None and resched.is_pd_error(error)):  # a preemption as an error answer
+                    raise error from None
+            finally:
+                prefill_leg.finish()  # a no-op unless its task was cancelled before it ever ran
+                decode_leg.finish()
+            if result is not None:
                 return result
-            raise error from None
-        finally:
-            prefill_leg.finish()  # a no-op unless its task was cancelled before it ever ran
-            decode_leg.finish()
-        assert result is not None
-        return result
+            assert resched is not None  # only a reschedule relay answers None
+            self.metrics.observe_reschedule(decode.url)
+            resched.preempted(decode.url)  # logs it; PdRescheduleExhausted past --preempt-retry-count
+            facts.now = asyncio.get_running_loop().time()
+
+    def _select_decode(self, facts: RoutingFacts, failed: set[str], resched: Reschedule | None) -> InstanceState:
+        """The decode instance, avoiding those that preempted the request if asked to (and others exist)."""
+        avoid = failed | resched.avoid if resched is not None and resched.avoid else None
+        if avoid and self._candidates(Role.DECODE, facts.now, avoid):
+            return self._select(Role.DECODE, facts, avoid)
+        return self._select(Role.DECODE, facts, failed)
 
     def _open_leg(self, instance: InstanceState, facts: RoutingFacts) -> Leg:
         return Leg(instance, facts.prompt_tokens, asyncio.get_running_loop().time(),
@@ -327,8 +372,9 @@ class Router:
             log.log(level, "instance %s circuit %s -> %s", instance.url, transition.old.value, transition.new.value)
 
     async def _relay_leg(
-        self, leg: Leg, endpoint: str, payload: bytes, sink: Sink, role: str, extra: bytes
-    ) -> int:
+        self, leg: Leg, endpoint: str, payload: bytes, sink: Sink, role: str, extra: bytes,
+        relay: Callable[[Response], Awaitable[int | None]] | None = None,
+    ) -> int | None:
         instance = leg.instance
         info = instance.info
         sink.instance = instance.url
@@ -338,7 +384,8 @@ class Router:
             leg.answered()  # 2xx headers: the instance works (a half-open trial succeeds here)
             # the instance's load ends with its answer, not when a slow client has read it all
             resp.on_done = leg.finish
-            return await sink.relay(resp)
+            answer: Any = resp if self.stats is None else UsageTap(resp, self.stats)
+            return await (sink.relay if relay is None else relay)(answer)
 
     async def _prefill_leg(self, leg: Leg, endpoint: str, payload: bytes, extra: bytes) -> None:
         instance = leg.instance

@@ -14,6 +14,7 @@ Metric names (prefix ``fdrouter_``):
     fdrouter_retries_total{reason}                              counter
     fdrouter_upstream_errors_total{instance,kind}               counter
     fdrouter_admission_rejected_total{reason}                   counter (queue_full, queue_timeout)
+    fdrouter_pd_reschedules_total{instance}                     counter, requests the decode instance preempted
     fdrouter_instance_in_flight_requests{instance,role}         gauge (scrape time)
     fdrouter_instance_in_flight_tokens{instance,role}           gauge (scrape time)
     fdrouter_instance_healthy{instance,role}                    gauge, 1 gets traffic by health, 0 not
@@ -21,10 +22,18 @@ Metric names (prefix ``fdrouter_``):
     fdrouter_admission_active / fdrouter_admission_queued       gauges (scrape time)
 
 plus the process_* and python_* collectors of prometheus_client, registered in the same registry.
+
+With ``fdrouter serve --workers N`` each worker process writes its events to
+prometheus_client's multiprocess files (``PROMETHEUS_MULTIPROC_DIR``, set by the supervisor)
+and ``render`` aggregates every worker's (``MultiProcessCollector``: counters and histograms
+summed; a dead worker's counts stay, so they survive its restart); the live gauges come from
+the shared state, so any worker reports the whole router. Process metrics are then left out
+(they would describe one worker only).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -36,6 +45,7 @@ from prometheus_client import (
     PlatformCollector,
     ProcessCollector,
     generate_latest,
+    multiprocess,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 
@@ -146,9 +156,15 @@ class RouterMetrics:
         self.admission_rejected = Counter("fdrouter_admission_rejected",
                                           "Requests answered 429 by admission control, by reason.",
                                           ["reason"], registry=r)
+        self.pd_reschedules = Counter("fdrouter_pd_reschedules",
+                                      "PD requests the decode instance preempted (finish_reason pd_reschedule "
+                                      "or a PD Error), each rescheduled unless past --preempt-retry-count.",
+                                      ["instance"], registry=r)
         self._live = _LiveCollector(instances, admission)
         r.register(self._live)
-        if process_metrics:
+        # a worker of a multi-process router: every process's events are aggregated at scrape time
+        self._multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+        if process_metrics and self._multiprocess_dir is None:
             ProcessCollector(registry=r)
             PlatformCollector(registry=r)
         # label children cached by label values: .labels() validates and locks on every call
@@ -158,6 +174,7 @@ class RouterMetrics:
         self._retries: dict[str, Counter] = {}
         self._upstream: dict[tuple[str, str], Counter] = {}
         self._rejected: dict[str, Counter] = {}
+        self._reschedules: dict[str, Counter] = {}
 
     # -- hot path ------------------------------------------------------------------------
 
@@ -207,6 +224,13 @@ class RouterMetrics:
             child = self._rejected[reason] = self.admission_rejected.labels(reason)
         child.inc()
 
+    def observe_reschedule(self, instance: str) -> None:
+        """Count one request preempted by the decode instance ``instance``."""
+        child = self._reschedules.get(instance)
+        if child is None:
+            child = self._reschedules[instance] = self.pd_reschedules.labels(instance)
+        child.inc()
+
     # -- lifecycle -----------------------------------------------------------------------
 
     def bind(
@@ -229,10 +253,17 @@ class RouterMetrics:
         for upstream_key in [k for k in self._upstream if k[0] == url]:
             del self._upstream[upstream_key]
             self.upstream_errors.remove(*upstream_key)
+        if self._reschedules.pop(url, None) is not None:
+            self.pd_reschedules.remove(url)
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type, for ``GET /metrics``."""
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        if self._multiprocess_dir is None:
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        combined = CollectorRegistry()
+        multiprocess.MultiProcessCollector(combined, path=self._multiprocess_dir)
+        combined.register(self._live)
+        return generate_latest(combined), CONTENT_TYPE_LATEST
 
 
 __all__ = ["LATENCY_BUCKETS", "TTFT_BUCKETS", "InstanceRow", "RouterMetrics"]

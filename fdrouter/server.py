@@ -56,6 +56,7 @@ def build_app(config: RouterConfig) -> web.Application:
     app.router.add_post("/v1/abort_requests", handlers.abort_requests)
     app.router.add_get("/registered", handlers.registered)
     app.router.add_get("/registered_number", handlers.registered_number)
+    app.router.add_get("/decode_instances", handlers.decode_instances)
     app.router.add_get("/health", handlers.health)
     app.router.add_get("/health_generate", handlers.health_generate)
     app.router.add_get("/v1/models", handlers.models)

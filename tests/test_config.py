@@ -185,3 +185,22 @@ def test_serve_help_gives_every_settings_help_text_and_default():
         if spec.section is not None and spec.key != "policy-options":
             assert squeeze(spec.help) in text, spec.flag
     assert squeeze("(default 9000)") in text and squeeze("(default: $FDROUTER_API_KEY, else none)") in text
+
+
+def test_fastdeploys_preempt_retry_flags_and_their_yaml_keys(tmp_path):
+    assert (RouterConfig().preempt_retry_count, RouterConfig().preempt_retry_exclude_decode) == (3, False)
+    cfg = _config(["--splitwise", "--preempt-retry-count", "5", "--preempt-retry-exclude-decode"])
+    assert (cfg.preempt_retry_count, cfg.preempt_retry_exclude_decode) == (5, True)
+    path = tmp_path / "router.yaml"
+    path.write_text("scheduler:\n  preempt-retry-count: 0\n  preempt-retry-exclude-decode: true\n")
+    cfg = _config(["--config", str(path)])
+    assert (cfg.preempt_retry_count, cfg.preempt_retry_exclude_decode) == (0, True)
+    with pytest.raises(ConfigError, match="preempt-retry-count must be >= 0"):
+        RouterConfig(preempt_retry_count=-1)
+
+
+def test_a_static_instance_version_written_as_a_number_is_its_text(tmp_path):
+    path = tmp_path / "instances.yaml"
+    path.write_text("instances:\n  - {role: decode, host_ip: 10.1.0.2, port: 8001, version: 2.6, is_paused: true}\n")
+    [info] = load_instances_file(path)
+    assert (info.version, info.is_paused) == ("2.6", True)

@@ -57,3 +57,15 @@ def test_pd_request_adds_request_id_and_leaves_the_client_body_alone():
     out = pd_request(body, _info(), _info(role="decode", port=1))
     assert "disaggregate_info" not in body and "request_id" not in body
     assert out["stream"] is True and len(out["request_id"]) == 36
+
+
+def test_the_heartbeat_fields_are_kept_and_the_info_stays_hashable():
+    body = {"role": "prefill", "host_ip": "10.0.0.1", "port": 8000, "version": "v2", "is_paused": True,
+            "connected_decodes": [{"host_ip": "10.0.0.2", "port": "8001"}]}
+    info = InstanceInfo.from_dict(body)
+    assert (info.version, info.is_paused, info.connected_decodes) == ("v2", True, ({"host_ip": "10.0.0.2",
+                                                                                   "port": "8001"},))
+    assert hash(info) == hash(InstanceInfo.from_dict({**body, "connected_decodes": []}))
+    assert "version" not in info.to_fastdeploy_dict()  # disaggregate_info stays as it was
+    assert info.to_fastdeploy_dict(version=True)["version"] == "v2"
+    assert InstanceInfo.from_dict({**body, "version": None, "is_paused": None}).is_paused is False

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 
 import pytest
 
 from fdrouter import RouterConfig, RouterServer, keep_registered, register_instance, register_instance_sync
-from fdrouter.registration import RegistrationError
+from fdrouter.registration import HEARTBEAT_SECS, RegistrationError, heartbeat_body
 from fdrouter.testing import closed_port
 
 from .conftest import wait_until
@@ -65,3 +66,40 @@ async def test_keep_registered_re_registers_after_a_router_restart(mock_backend_
             finally:
                 keeper.cancel()
                 await asyncio.gather(keeper, return_exceptions=True)
+
+
+async def test_register_instance_sends_fastdeploys_heartbeat_fields_when_given(router_factory, mock_backend_factory):
+    backend = await mock_backend_factory()
+    server = await router_factory()
+    decodes = [{"host_ip": "10.0.0.9", "port": "8000"}]
+    await register_instance(server.url, backend.register_info(), version="v3", is_paused=True,
+                            connected_decodes=decodes)
+    [state] = server.router.registry.all()
+    assert (state.info.version, state.info.is_paused, state.info.connected_decodes) == ("v3", True, tuple(decodes))
+
+
+def test_the_heartbeat_body_adds_only_the_fields_given():
+    info = {"role": "mixed", "host_ip": "127.0.0.1", "port": 1}
+    assert heartbeat_body(info) == info
+    assert heartbeat_body(info, is_paused=False) == {**info, "is_paused": False}
+
+
+def test_keep_registered_heartbeats_every_5_seconds_by_default_as_fastdeploy():
+    assert inspect.signature(keep_registered).parameters["interval_secs"].default == HEARTBEAT_SECS == 5.0
+
+
+async def test_keep_registered_asks_the_callables_anew_for_each_heartbeat(router_factory, mock_backend_factory):
+    backend = await mock_backend_factory()
+    server = await router_factory()
+    paused = [True]
+    keeper = asyncio.create_task(keep_registered(server.url, backend.register_info(), interval_secs=0.02,
+                                                 is_paused=lambda: paused[0], version="v1", retries=0))
+    try:
+        assert await wait_until(lambda: any(s.info.is_paused for s in server.router.registry.all()))
+        paused[0] = False
+        [state] = server.router.registry.all()
+        assert await wait_until(lambda: not state.info.is_paused)
+        assert state.info.version == "v1"
+    finally:
+        keeper.cancel()
+        await asyncio.gather(keeper, return_exceptions=True)

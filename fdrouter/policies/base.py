@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Protocol, TypeVar
 
 # Routing facts a policy may ask for in ``needs``; the router extracts only those.
-FACTS = frozenset({"prompt_tokens", "prompt_text", "session_key", "remote_metrics"})
+FACTS = frozenset({"prompt_tokens", "prompt_text", "prompt_blocks", "session_key", "remote_metrics"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +46,12 @@ class RoutingFacts:
     """Estimated prompt tokens (``len(text) // 4``); needs ``prompt_tokens``."""
     prompt_text: str | None = None
     """The prompt as one string (chat contents joined); needs ``prompt_text``."""
+    prompt_blocks: tuple[int, ...] | None = None
+    """The prompt as chained block ids, when the caller has them: the k-th id stands for blocks
+    0..k, so equal ids mean an equal prefix up to there. Needs ``prompt_blocks``. The simulator
+    fills it for block-id traces (Mooncake's ``hash_ids``) and then leaves ``prompt_text`` None
+    unless another policy of the run reads only text; the live router never fills it (it sees
+    text only). A policy that asks for it must also work from ``prompt_text``."""
     session_key: str | None = None
     """Session id from the configured header or the body's ``user``; needs ``session_key``."""
     now: float = 0.0

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import ClassVar
 
 from .base import BasePolicy, C, RoutingFacts
-from .radix import RadixTree
+from .radix import Key, RadixTree
 from .simple import least_loaded
 
 # Defaults from SGLang's router (sgl-router/py_src/sglang_router/router_args.py, RouterArgs):
@@ -38,10 +38,14 @@ class CacheAware(BasePolicy):
     ``eviction_interval_secs`` (on ``facts.now``) entries unused for that long are dropped.
     Instances missing from the candidates are ignored while matching but kept: they may be
     unhealthy only for a while. Without prompt text it falls back to least loaded.
+
+    Given ``facts.prompt_blocks`` (the simulator on a block-id trace) it matches block ids
+    instead of characters, with the same rule: the match ratio is then matched blocks over
+    the prompt's blocks, and ``max_tree_size`` counts blocks of those prompts.
     """
 
     name = "cache_aware"
-    needs: ClassVar[frozenset[str]] = frozenset({"prompt_text"})
+    needs: ClassVar[frozenset[str]] = frozenset({"prompt_text", "prompt_blocks"})
 
     def __init__(
         self,
@@ -90,14 +94,14 @@ class CacheAware(BasePolicy):
             self.tree.evict_older_than(now - self.eviction_interval_secs)
             self._next_eviction = now + self.eviction_interval_secs
 
-        text = facts.prompt_text
+        text: Key | None = facts.prompt_blocks or facts.prompt_text
         if not text:
             return least_loaded(candidates)
         choice = self._pick(candidates, text)
         self.tree.insert(text, choice.url, now)
         return choice
 
-    def _pick(self, candidates: Sequence[C], text: str) -> C:
+    def _pick(self, candidates: Sequence[C], text: Key) -> C:
         if len(candidates) == 1:
             return candidates[0]
         loads = [c.in_flight for c in candidates]

@@ -22,6 +22,10 @@ Memory: a flat map block hash -> {instance: last time sent}, at most ``max_block
 ``eviction_duration_secs`` (the Go router's ``eviction-duration-mins``) are swept every half
 of that, and beyond the cap the least recently sent go first. Hashes are blake2b, the same in
 every process. Defaults are the Go router's (``internal/config/config.go``).
+
+Given ``facts.prompt_blocks`` (the simulator on a block-id trace: already chained ids) it
+uses those ids as the block hashes instead of hashing ``cache_block_size``-character blocks
+of text; the hit ratio is then over the trace's blocks.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ class FdCacheAware(BasePolicy):
     """FastDeploy Go router's prefill cache_aware scoring (see the module docstring)."""
 
     name = "fd_cache_aware"
-    needs: ClassVar[frozenset[str]] = frozenset({"prompt_text", "prompt_tokens"})
+    needs: ClassVar[frozenset[str]] = frozenset({"prompt_text", "prompt_tokens", "prompt_blocks"})
 
     def __init__(
         self,
@@ -81,7 +85,7 @@ class FdCacheAware(BasePolicy):
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
-        self._blocks: OrderedDict[bytes, dict[str, float]] = OrderedDict()  # least recently sent first
+        self._blocks: OrderedDict[bytes | int, dict[str, float]] = OrderedDict()  # least recently sent first
         self._next_sweep: float | None = None
 
     def blocks(self) -> int:
@@ -98,18 +102,23 @@ class FdCacheAware(BasePolicy):
     def choose(self, candidates: Sequence[C], facts: RoutingFacts) -> C:
         self._sweep(facts.now)
         if len(candidates) == 1:
-            choice = candidates[0]
+            choice, hashes = candidates[0], self._hashes(facts)
         else:
             loads = [c.in_flight for c in candidates]
             high, low = max(loads), min(loads)
             if high - low > self.balance_abs_threshold and high > low * self.balance_rel_threshold:
                 return min(candidates, key=lambda c: c.in_flight_tokens)  # process_tokens, nothing recorded
-            choice = self._score(candidates, facts.prompt_text or "", high)
-        self._record(choice.url, facts.prompt_text or "", facts.now)
+            hashes = self._hashes(facts)
+            choice = self._score(candidates, hashes, high)
+        self._record_hashes(choice.url, hashes, facts.now)
         return choice
 
-    def _score(self, candidates: Sequence[C], text: str, max_load: int) -> C:
-        hashes = block_hashes(text, self.cache_block_size)
+    def _hashes(self, facts: RoutingFacts) -> Sequence[bytes | int]:
+        if facts.prompt_blocks is not None:
+            return facts.prompt_blocks
+        return block_hashes(facts.prompt_text or "", self.cache_block_size)
+
+    def _score(self, candidates: Sequence[C], hashes: Sequence[bytes | int], max_load: int) -> C:
         hits = dict.fromkeys((c.url for c in candidates), 0)
         blocks = self._blocks
         for depth, hash_ in enumerate(hashes, 1):
@@ -129,8 +138,11 @@ class FdCacheAware(BasePolicy):
         return min(candidates, key=score)
 
     def _record(self, url: str, text: str, now: float) -> None:
+        self._record_hashes(url, block_hashes(text, self.cache_block_size), now)
+
+    def _record_hashes(self, url: str, hashes: Sequence[bytes | int], now: float) -> None:
         blocks = self._blocks
-        for hash_ in block_hashes(text, self.cache_block_size):
+        for hash_ in hashes:
             holders = blocks.get(hash_)
             if holders is None:
                 blocks[hash_] = {url: now}

@@ -14,30 +14,39 @@ grew with the number of workers and ran out of memory.
 Speed: edges are compared with string slicing (one C-level memcmp per edge) and the
 common prefix of a mismatching edge is found by bisection over slices, never a
 character-by-character Python loop.
+
+Keys are strings or tuples of block ids (``RoutingFacts.prompt_blocks``): the tree only
+slices, compares and indexes them, so a tuple of ints works as a string of "characters"
+does; sizes then count blocks. Both kinds may share one tree: a str's elements never equal
+an int, so they never match each other.
 """
 
 from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable
+from typing import TypeAlias
 
 # When the tree outgrows max_size, evict down to this fraction of it: each eviction pass
 # walks the whole tree to find tenant leaves, so leaving some headroom amortises that walk
 # over many inserts instead of paying it on every insert at the bound.
 EVICT_TO_FRACTION = 0.9
 
+Key: TypeAlias = str | tuple[int, ...]
+"""A prompt as text, or as a tuple of block ids."""
+
 
 class _Node:
     __slots__ = ("text", "children", "tenants", "parent")
 
-    def __init__(self, text: str, parent: _Node | None) -> None:
+    def __init__(self, text: Key, parent: _Node | None) -> None:
         self.text = text
-        self.children: dict[str, _Node] = {}  # first character of the child's text -> child
+        self.children: dict[str | int, _Node] = {}  # first element of the child's text -> child
         self.tenants: dict[str, float] = {}  # tenant -> last time it used this prefix
         self.parent = parent
 
 
-def common_prefix_len(a: str, b: str) -> int:
+def common_prefix_len(a: Key, b: Key) -> int:
     """Length of the longest common prefix of ``a`` and ``b``, by bisection over slices."""
     n = min(len(a), len(b))
     if a[:n] == b[:n]:
@@ -79,7 +88,7 @@ class RadixTree:
             out.update(child.tenants)
         return out
 
-    def match(self, text: str, tenants: Iterable[str] | None = None) -> tuple[int, set[str]]:
+    def match(self, text: Key, tenants: Iterable[str] | None = None) -> tuple[int, set[str]]:
         """The longest prefix of ``text`` held by any of ``tenants`` (all if None).
 
         Returns the matched length in characters and the tenants that hold that whole
@@ -108,7 +117,7 @@ class RadixTree:
             return pos, set(node.tenants)
         return pos, set(allowed.intersection(node.tenants))
 
-    def insert(self, text: str, tenant: str, now: float) -> None:
+    def insert(self, text: Key, tenant: str, now: float) -> None:
         """Record that ``tenant`` was sent ``text`` at time ``now``, then enforce ``max_size``."""
         if not text:
             return
@@ -225,4 +234,4 @@ class RadixTree:
             stack.extend(n.children.values())
 
 
-__all__ = ["EVICT_TO_FRACTION", "RadixTree", "common_prefix_len"]
+__all__ = ["EVICT_TO_FRACTION", "Key", "RadixTree", "common_prefix_len"]

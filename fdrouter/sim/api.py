@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sized
+from collections.abc import Iterable, Mapping, Sequence, Sized
 from itertools import islice
 from typing import Any
 
@@ -11,10 +11,13 @@ from .. import __version__
 from .. import policies as _policies
 from ..extras import require
 from ..policies.base import Policy
+from .block_requests import BlockRequest
 from .engine_model import EngineModel
+from .engine_profiles import DEFAULT_ENGINE_PROFILE, engine_profile
 from .instance import DECODE, MIXED, PREFILL
 from .results import SimResult, build_frame, summarize
 from .simulator import ClusterConfig, Simulator
+from .trace import Trace
 from .workloads import Request, make_workload
 
 DEFAULT_REQUESTS = 1000
@@ -59,9 +62,30 @@ def _label(spec: str | Policy) -> str:
     return spec if isinstance(spec, str) else getattr(spec, "name", type(spec).__name__)
 
 
+def _block_size(stream: Iterable[Request | BlockRequest]) -> int | None:
+    """The block size of a block-id workload (a Mooncake trace, or a list of BlockRequest), else None."""
+    if isinstance(stream, Trace):
+        return stream.block_tokens
+    if isinstance(stream, Sequence) and stream and isinstance(stream[0], BlockRequest):
+        return stream[0].block_tokens
+    return None
+
+
+def resolve_engine(
+    engine: EngineModel | str | None, *, block_tokens: int | None = None, cache_tokens: int | None = None,
+) -> EngineModel:
+    """An ``EngineModel`` from a model, a profile name or None (the default profile), with its
+    prefix cache re-blocked to ``block_tokens`` (capacity in tokens kept) and resized to
+    ``cache_tokens`` (rounded down to whole blocks) when those are given."""
+    model = engine_profile(engine or DEFAULT_ENGINE_PROFILE) if engine is None or isinstance(engine, str) else engine
+    if block_tokens is not None or cache_tokens is not None:
+        model = model.with_cache(block_tokens=block_tokens, cache_tokens=cache_tokens)
+    return model
+
+
 def simulate(
     policy: str | Policy = "request_num",
-    workload: str | Iterable[Request] = "shared-prefix",
+    workload: str | Iterable[Request | BlockRequest] = "shared-prefix",
     *,
     instances: int = 8,
     requests: int | None = None,
@@ -72,11 +96,14 @@ def simulate(
     decode: int | None = None,
     prefill_policy: str | Policy = "process_tokens",
     decode_policy: str | Policy = "request_num",
-    engine: EngineModel | None = None,
+    engine: EngineModel | str | None = None,
     policy_options: Mapping[str, Any] | None = None,
     workload_options: Mapping[str, Any] | None = None,
     scrape_interval: float = 1.0,
     progress: bool = False,
+    cache_tokens: int | None = None,
+    block_tokens: int | None = None,
+    time_scale: float | None = None,
 ) -> SimResult:
     """Simulate a cluster behind routing policies; deterministic for a given ``seed``.
 
@@ -91,6 +118,12 @@ def simulate(
     given, keeps only the first that many). In splitwise mode,
     ``prefill`` and ``decode`` default to half of ``instances`` each.
 
+    ``engine``: an ``EngineModel`` or a profile name (``engine_profiles.available_engines()``;
+    default ``toy``). ``cache_tokens``: each instance's prefix-cache capacity in tokens (default:
+    the engine's). ``block_tokens``: for a Mooncake trace, the tokens per ``hash_ids`` block
+    (default 512), which the prefix cache then uses too; for other workloads, the prefix
+    cache's block size. ``time_scale`` multiplies a ``trace:PATH``'s arrival times.
+
     Bad input (unknown names, bad options, a bad trace, ``rate <= 0``) raises ``ValueError``.
     """
     require("sim", what="the simulator")  # before any work: never a ModuleNotFoundError after the run
@@ -100,25 +133,40 @@ def simulate(
     if splitwise:
         prefill = max(1, instances // 2) if prefill is None else prefill
         decode = max(1, instances - instances // 2) if decode is None else decode
-    config = ClusterConfig(
-        instances=instances, splitwise=splitwise, prefill=prefill or 1, decode=decode or 1,
-        engine=engine or EngineModel(), scrape_interval=scrape_interval,
-    )
+    if cache_tokens is not None and cache_tokens < 0:
+        raise ValueError(f"cache_tokens must be >= 0, got {cache_tokens}")
+    if block_tokens is not None and block_tokens < 1:
+        raise ValueError(f"block_tokens must be >= 1, got {block_tokens}")
+    is_trace = isinstance(workload, str) and workload.startswith("trace:")
+    if time_scale is not None and not is_trace:
+        raise ValueError("time_scale applies to trace:PATH workloads only (named workloads take a rate)")
     specs = {PREFILL: prefill_policy, DECODE: decode_policy} if splitwise else {MIXED: policy}
     built = build_policies(specs, policy_options or {}, seed)
 
+    stream: Iterable[Request | BlockRequest]
     if isinstance(workload, str):
-        if requests is None and not workload.startswith("trace:"):
+        options = dict(workload_options or {})
+        if is_trace:
+            options.update({k: v for k, v in (("block_tokens", block_tokens), ("time_scale", time_scale))
+                            if v is not None})
+        elif requests is None:
             requests = DEFAULT_REQUESTS
-        stream: Iterable[Request] = make_workload(workload, requests=requests, rate=rate, seed=seed,
-                                                  **(workload_options or {}))
+        stream = make_workload(workload, requests=requests, rate=rate, seed=seed, **options)
         label = workload
     else:
         if workload_options:
             raise ValueError("workload_options apply to named workloads only")
         stream, label = workload, "custom"
-        if requests is not None:
-            stream = islice(workload, requests)
+    trace_blocks = _block_size(stream)
+    if trace_blocks is not None and block_tokens is not None and block_tokens != trace_blocks:
+        raise ValueError(f"block_tokens={block_tokens} but the workload's blocks are {trace_blocks} tokens")
+    model = resolve_engine(engine, block_tokens=trace_blocks or block_tokens, cache_tokens=cache_tokens)
+    if not isinstance(workload, str) and requests is not None:
+        stream = islice(stream, requests)
+    config = ClusterConfig(
+        instances=instances, splitwise=splitwise, prefill=prefill or 1, decode=decode or 1,
+        engine=model, scrape_interval=scrape_interval,
+    )
     total = len(stream) if isinstance(stream, Sized) else requests  # for the progress bar only
 
     bar, on_finish = None, None
@@ -144,6 +192,8 @@ def simulate(
     summary = summarize(frame, policy=name, workload=label, splitwise=splitwise)
     summary["instances"] = len(sim.instances)
     summary["seed"] = seed
+    summary["engine"] = model.name or "custom"
+    summary["cache_tokens"] = model.cache_tokens
     if splitwise:
         summary["prefill_policy"], summary["decode_policy"] = _label(prefill_policy), _label(decode_policy)
     urls = {role: [i.url for i in insts] for role, insts in sim.candidates.items()}
@@ -151,4 +201,4 @@ def simulate(
     return SimResult(requests=frame, summary=summary, instances=urls, meta=meta)
 
 
-__all__ = ["DEFAULT_REQUESTS", "build_policies", "simulate"]
+__all__ = ["DEFAULT_REQUESTS", "build_policies", "resolve_engine", "simulate"]

@@ -8,10 +8,13 @@ timed by ``EngineModel``:
 - Admission is when the prefix cache is looked up (``PrefixCache.lookup_and_insert``), in
   admission order, so a waiting request may hit the blocks of one admitted just before it.
 - If any admitted request needs a prefill, the next iteration prefills all of them together
-  and costs the sum of their ``prefill_time(prompt - cached)``; running decodes pause for it
-  (prefill first, no chunked prefill). Each prefilled request has its first token after it.
-- Otherwise the iteration is one decode step of ``step_time(batch)``: one token for every
-  running sequence.
+  and costs the sum of their ``prefill_time(prompt - cached, cached)``; running decodes pause
+  for it (prefill first, no chunked prefill). Each prefilled request has its first token after
+  it. A cache hit never counts more tokens than the prompt has (a trace's last block may be
+  partial).
+- Otherwise the iteration is one decode step of ``step_time(batch, context)``: one token for
+  every running sequence, ``context`` being the tokens they hold (the caller's count of the
+  running batch, plus the prompts of sequences a decode instance admits now).
 - A PD decode instance (no prefix cache here) receives KV caches computed: its requests
   never prefill, and their first token comes with their first decode step.
 
@@ -80,12 +83,14 @@ class BatchPlanner:
         """Whether a batch of ``running`` sequences admits another at the next boundary."""
         return running < self.engine.max_batch
 
-    def plan(self, waiting: deque[S], running: int) -> Iteration[S]:
+    def plan(self, waiting: deque[S], running: int, context: int = 0) -> Iteration[S]:
         """Admit from the head of ``waiting`` (popped) beside ``running`` sequences; the next iteration.
 
         Each admitted request of a prefilling instance gets its ``cached_tokens`` (and loses its
         ``hashes``). ``running`` counts the batch before admission, prefilled sequences only: an
         iteration ends before the next is planned, so none is half-way through a prefill.
+        ``context`` is the tokens those ``running`` sequences hold (prompt plus generated); only
+        an engine whose step time grows with context reads it.
         """
         engine = self.engine
         room = engine.max_batch - running
@@ -97,10 +102,15 @@ class BatchPlanner:
         if admitted and cache is not None:
             seconds = 0.0
             for seq in admitted:
-                cached = cache.lookup_and_insert(seq.hashes or ())
+                prompt = seq.prompt_tokens
+                cached = min(cache.lookup_and_insert(seq.hashes or ()), prompt)
                 seq.hashes = None
                 seq.cached_tokens = cached
-                seconds += engine.prefill_time(seq.prompt_tokens - cached)
+                seconds += engine.prefill_time(prompt - cached, cached)
             return admitted, True, seconds
         batch = running + len(admitted)
-        return admitted, False, engine.step_time(batch) if batch else 0.0
+        if not batch:
+            return admitted, False, 0.0
+        if engine.decode_per_context_token_s:
+            context += sum(seq.prompt_tokens for seq in admitted)  # a decode instance's newcomers
+        return admitted, False, engine.step_time(batch, context)

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 DEFAULT_WORKLOAD = "shared-prefix"
+DEFAULT_REQUESTS = 2000
 
 
 def _option(text: str) -> tuple[str, Any]:
@@ -33,13 +34,18 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="simulate a cluster behind a routing policy (deterministic, no GPUs)",
         description="Discrete-event simulation of LLM instances (continuous batching, prefix cache) "
         "behind the router's own policy objects. Same seed, same numbers.",
-        epilog="workloads: shared-prefix, multi-turn, long-short, uniform, trace:PATH (JSONL: one "
-        '{"arrival": s, "prompt": text | "prompt_tokens": n, "output_tokens": n, "session": id} per line)',
+        epilog="workloads: shared-prefix, multi-turn, long-short, uniform, trace:PATH (JSONL, the format "
+        'detected per file: fdrouter\'s {"arrival": s, "prompt": text | "prompt_tokens": n, "output_tokens": n, '
+        '"session": id} or Mooncake\'s {"timestamp": ms, "input_length": n, "output_length": n, "hash_ids": '
+        "[...]}). Engines: " + ", ".join(_engines()) + ". Example, the Mooncake paper's 10 instances with 3M "
+        "tokens of KV cache each: --workload trace:PATH --engine llama3-70b-8xa800 --instances 10 "
+        "--cache-tokens 3000000",
     )
     p.add_argument("--policy", default=None, help="routing policy in mixed mode (default request_num)")
     p.add_argument("--workload", default=DEFAULT_WORKLOAD, help=f"workload name or trace:PATH (default {DEFAULT_WORKLOAD})")
     p.add_argument("--instances", type=int, default=8, help="mixed instances (default 8)")
-    p.add_argument("--requests", type=int, default=2000, help="requests to simulate (default 2000; a trace: at most)")
+    p.add_argument("--requests", type=int, default=None,
+                   help=f"requests to simulate (default {DEFAULT_REQUESTS}; a trace: the first N, default all)")
     p.add_argument("--rate", type=float, default=40.0, help="arrival rate in requests/s (default 40)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--splitwise", action="store_true", help="prefill/decode disaggregation")
@@ -49,11 +55,26 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--decode-policy", default="request_num", help="decode policy (default request_num)")
     p.add_argument("--policy-option", dest="policy_option", action="append", type=_option, default=[],
                    metavar="KEY=VALUE", help="policy option, repeatable, e.g. cache_threshold=0.5")
+    p.add_argument("--engine", default=None, metavar="NAME",
+                   help="engine profile timing every instance (default toy; see the list below)")
+    p.add_argument("--cache-tokens", type=int, default=None, metavar="N",
+                   help="prefix-cache (KV) capacity per instance in tokens (default: the engine's)")
+    p.add_argument("--block-tokens", type=int, default=None, metavar="N",
+                   help="tokens per hash_ids block of a Mooncake trace (default 512); for other "
+                   "workloads the prefix cache's block size (default: the engine's)")
+    p.add_argument("--time-scale", type=float, default=None, metavar="X",
+                   help="multiply a trace's arrival times by X (0.5: twice as fast)")
     p.add_argument("--json", action="store_true",
                    help="print the summary as one JSON object; for a given seed it is byte-identical "
                    "on every run except its \"meta\" key (wall time, version)")
     p.add_argument("--progress", action="store_true", help="show a progress bar on stderr")
     return p
+
+
+def _engines() -> list[str]:
+    from .engine_profiles import available_engines  # light: no pandas
+
+    return available_engines()
 
 
 def _error(message: str) -> int:
@@ -67,7 +88,8 @@ def _clean(value: Any) -> Any:
 
 _ROWS = (  # key, label, format
     ("policy", "policy", "{}"), ("workload", "workload", "{}"), ("mode", "mode", "{}"),
-    ("instances", "instances", "{}"), ("requests", "requests", "{}"),
+    ("instances", "instances", "{}"), ("engine", "engine", "{}"), ("cache_tokens", "cache/instance", "{:,} tokens"),
+    ("requests", "requests", "{}"),
     ("ttft_p50", "TTFT p50", "{:.3f} s"), ("ttft_p99", "TTFT p99", "{:.3f} s"),
     ("e2e_p50", "E2E p50", "{:.3f} s"), ("e2e_p99", "E2E p99", "{:.3f} s"),
     ("tpot_p50", "TPOT p50", "{:.4f} s"), ("queue_wait_mean", "queue wait mean", "{:.3f} s"),
@@ -102,17 +124,28 @@ def run_simulate(args: argparse.Namespace) -> int:
 
     if not args.rate > 0:
         return _error(f"--rate must be > 0 requests/s, got {args.rate:g}")
-    if args.requests < 1:
+    requests = args.requests
+    if requests is None and not args.workload.startswith("trace:"):
+        requests = DEFAULT_REQUESTS
+    if requests is not None and requests < 1:
         return _error(f"--requests must be >= 1, got {args.requests}")
+    if args.cache_tokens is not None and args.cache_tokens < 0:
+        return _error(f"--cache-tokens must be >= 0, got {args.cache_tokens}")
+    if args.block_tokens is not None and args.block_tokens < 1:
+        return _error(f"--block-tokens must be >= 1, got {args.block_tokens}")
+    if args.time_scale is not None and not 0 < args.time_scale < math.inf:
+        return _error(f"--time-scale must be > 0, got {args.time_scale:g}")
     if args.splitwise and args.policy is not None:
         print("fdrouter simulate: note: --policy is unused with --splitwise; "
               "use --prefill-policy and --decode-policy", file=sys.stderr)
     try:
         result = simulate(
             policy=args.policy or "request_num", workload=args.workload, instances=args.instances,
-            requests=args.requests, rate=args.rate, seed=args.seed, splitwise=args.splitwise,
+            requests=requests, rate=args.rate, seed=args.seed, splitwise=args.splitwise,
             prefill=args.prefill, decode=args.decode, prefill_policy=args.prefill_policy,
             decode_policy=args.decode_policy, policy_options=dict(args.policy_option), progress=args.progress,
+            engine=args.engine, cache_tokens=args.cache_tokens, block_tokens=args.block_tokens,
+            time_scale=args.time_scale,
         )
     except ValueError as exc:  # TraceError included
         return _error(str(exc))
@@ -136,4 +169,4 @@ if __name__ == "__main__":
     sys.exit(main())
 
 
-__all__ = ["DEFAULT_WORKLOAD", "add_simulate_parser", "format_summary", "main", "run_simulate"]
+__all__ = ["DEFAULT_REQUESTS", "DEFAULT_WORKLOAD", "add_simulate_parser", "format_summary", "main", "run_simulate"]

@@ -40,11 +40,11 @@ class Job:
     __slots__ = (
         "rid", "arrival", "session", "prompt_tokens", "hashes", "output_tokens", "routed_tokens",
         "prefill_inst", "decode_inst", "enqueued", "cached_tokens", "queue_wait", "decode_wait",
-        "first_token", "finish",
+        "first_token", "finish", "context_base",
     )
 
     def __init__(self, rid: int, arrival: float, session: str | None, prompt_tokens: int,
-                 hashes: list[int], output_tokens: int) -> None:
+                 hashes: Sequence[int], output_tokens: int) -> None:
         self.rid = rid
         self.arrival = arrival
         self.session = session
@@ -60,6 +60,7 @@ class Job:
         self.decode_wait = math.nan
         self.first_token = math.nan
         self.finish = math.nan
+        self.context_base = 0  # its context at decode step S is context_base + S (SimInstance._context)
 
 
 class SimInstance:
@@ -68,7 +69,7 @@ class SimInstance:
     __slots__ = (
         "url", "role", "index", "in_flight", "in_flight_tokens", "remote", "requests_total",
         "engine", "cache", "planner", "_waiting", "_running", "_prefilling", "_first_pending", "_steps",
-        "_version", "_seg_start", "_seg_step_s", "_seg_steps", "_busy",
+        "_version", "_seg_start", "_seg_step_s", "_seg_steps", "_busy", "_context",
     )
 
     def __init__(self, url: str, role: str, index: int, engine: EngineModel) -> None:
@@ -94,6 +95,9 @@ class SimInstance:
         self._seg_step_s = 0.0
         self._seg_steps = 0
         self._busy = False
+        # Tokens the running batch holds at decode step S: _context + len(_running) * S, each
+        # sequence adding one token a step (its Job.context_base is its share of _context).
+        self._context = 0
 
     def __repr__(self) -> str:
         return f"<SimInstance {self.url} in_flight={self.in_flight}>"
@@ -146,6 +150,7 @@ class SimInstance:
                     job.finish = now
                     done.append(job)
                 else:
+                    self._start_decoding(job, 1)  # the prefill produced the first token
                     heapq.heappush(self._running, (self._steps + job.output_tokens - 1, job.rid, job))
             self._prefilling = []
         elif self._seg_steps:
@@ -158,14 +163,20 @@ class SimInstance:
             running, steps = self._running, self._steps
             while running and running[0][0] <= steps:
                 job = heapq.heappop(running)[2]
+                self._context -= job.context_base
                 job.finish = now
                 done.append(job)
         return done, self._plan(now)
 
+    def _start_decoding(self, job: Job, produced: int) -> None:
+        job.context_base = job.prompt_tokens + produced - self._steps
+        self._context += job.context_base
+
     def _plan(self, now: float) -> Event | None:
         """Admit what the planner admits and start the iteration it plans; its end is the next wake-up."""
         running = self._running
-        admitted, prefill, seconds = self.planner.plan(self._waiting, len(running))
+        context = self._context + len(running) * self._steps
+        admitted, prefill, seconds = self.planner.plan(self._waiting, len(running), context)
         self._version += 1
         if prefill:
             for job in admitted:
@@ -178,14 +189,21 @@ class SimInstance:
             job.decode_wait = now - job.enqueued
             # at least one step, even for 0 tokens: a run of 0 steps would never end (and the mock
             # backend, asked for max_tokens=0, answers after one step too)
+            self._start_decoding(job, 0)
             heapq.heappush(running, (self._steps + max(1, job.output_tokens), job.rid, job))
             self._first_pending.append(job)
         if running:
             self._busy = True
+            steps = running[0][0] - self._steps
+            growth = self.engine.decode_per_context_token_s
+            if growth and steps > 1:
+                # the context grows by a token per sequence per step: time the run by its mean step
+                # (exact for the run's end; a run cut short ends at a mean-step boundary)
+                seconds += growth * len(running) * (steps - 1) / 2
             self._seg_start = now
             self._seg_step_s = seconds
-            self._seg_steps = running[0][0] - self._steps
-            return Event(now + self._seg_steps * seconds, Kind.WAKE, (self, self._version))
+            self._seg_steps = steps
+            return Event(now + steps * seconds, Kind.WAKE, (self, self._version))
         self._busy = False
         return None
 

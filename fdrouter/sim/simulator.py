@@ -14,9 +14,11 @@ import heapq
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..policies.base import Policy, RoutingFacts
 from ..validate import estimate_tokens
+from .block_requests import BlockRequest, chain_blocks
 from .blocks import BlockHasher
 from .engine_model import EngineModel
 from .events import Event, Kind
@@ -61,7 +63,7 @@ class Simulator:
     """One run: build it, call ``run()`` once, read the finished jobs it returns."""
 
     def __init__(
-        self, config: ClusterConfig, policies: dict[str, Policy], requests: Iterable[Request],
+        self, config: ClusterConfig, policies: dict[str, Policy], requests: Iterable[Request | BlockRequest],
         on_finish: Callable[[int], None] | None = None,
     ) -> None:
         self.config = config
@@ -79,6 +81,9 @@ class Simulator:
         needs = frozenset().union(*(p.needs for p in policies.values()))
         self._needs_text = bool(needs & {"prompt_tokens", "prompt_text"})  # the router parses both or neither
         self._needs_session = "session_key" in needs
+        self._needs_blocks = "prompt_blocks" in needs
+        # a block request's text is built only for a policy that cannot read its blocks
+        self._text_only = any("prompt_text" in p.needs and "prompt_blocks" not in p.needs for p in policies.values())
         self._hasher = BlockHasher(engine.block_tokens)
         self._requests = iter(requests)
         self._on_finish = on_finish
@@ -89,7 +94,7 @@ class Simulator:
         self._arrivals_left = True
         self._next_arrival_at = 0.0
         self._finished: list[Job] = []
-        self._handlers = {
+        self._handlers: dict[int, Callable[[Any], list[Event]]] = {
             Kind.WAKE: self._on_wake,
             Kind.KV_READY: self._on_kv_ready,
             Kind.SCRAPE: self._on_scrape,
@@ -136,17 +141,34 @@ class Simulator:
         self._next_arrival_at = request.arrival
         return [Event(request.arrival, Kind.ARRIVAL, request)]
 
-    def _on_arrival(self, request: Request) -> list[Event]:
-        prompt = request.prompt
-        tokens = estimate_tokens(prompt)
-        job = Job(request.id, request.arrival, request.session, tokens,
-                  self._hasher.hashes(prompt, request.prefix), request.output_tokens)
-        facts = RoutingFacts(
-            prompt_tokens=tokens if self._needs_text else 0,
-            prompt_text=prompt if self._needs_text else None,
-            session_key=request.session if self._needs_session else None,
-            now=self.now,
-        )
+    def _on_arrival(self, request: Request | BlockRequest) -> list[Event]:
+        if isinstance(request, BlockRequest):
+            if request.block_tokens != self._hasher.block_tokens:
+                raise ValueError(
+                    f"request {request.id} has {request.block_tokens}-token blocks but the engine's cache "
+                    f"{self._hasher.block_tokens}: use engine.with_cache(block_tokens=...)"
+                )
+            tokens = request.prompt_tokens
+            blocks = chain_blocks(request.blocks)
+            job = Job(request.id, request.arrival, request.session, tokens, blocks, request.output_tokens)
+            facts = RoutingFacts(
+                prompt_tokens=tokens if self._needs_text else 0,
+                prompt_text=request.prompt if self._text_only else None,
+                prompt_blocks=blocks if self._needs_blocks else None,
+                session_key=request.session if self._needs_session else None,
+                now=self.now,
+            )
+        else:
+            prompt = request.prompt
+            tokens = estimate_tokens(prompt)
+            job = Job(request.id, request.arrival, request.session, tokens,
+                      self._hasher.hashes(prompt, request.prefix), request.output_tokens)
+            facts = RoutingFacts(
+                prompt_tokens=tokens if self._needs_text else 0,
+                prompt_text=prompt if self._needs_text else None,
+                session_key=request.session if self._needs_session else None,
+                now=self.now,
+            )
         job.routed_tokens = facts.prompt_tokens
         follow = self._next_arrival()
         if self.config.splitwise:
@@ -189,6 +211,7 @@ class Simulator:
         return follow
 
     def _on_kv_ready(self, job: Job) -> list[Event]:
+        assert job.decode_inst is not None  # chosen at arrival
         ev = job.decode_inst.enqueue(job, self.now)
         return [] if ev is None else [ev]
 
@@ -207,6 +230,7 @@ class Simulator:
         return []
 
     def _finish(self, job: Job) -> None:
+        assert job.prefill_inst is not None and job.decode_inst is not None  # chosen at arrival
         _release(job.prefill_inst, job)
         if job.decode_inst is not job.prefill_inst:
             _release(job.decode_inst, job)

@@ -18,7 +18,7 @@ unique tag, so its very first cache block differs and no prefix is ever shared b
   think time is 256 / rate seconds.
 - ``long-short``: independent mix of long and short prompts and long and short outputs.
 - ``uniform``: prompt and output lengths uniform in a range; no shared prefixes.
-- ``trace:PATH``: a JSONL trace, see ``fdrouter.sim.trace``.
+- ``trace:PATH``: a JSONL trace, fdrouter's or Mooncake's format, see ``fdrouter.sim.trace``.
 """
 
 from __future__ import annotations
@@ -27,9 +27,13 @@ import random
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import accumulate
+from typing import TYPE_CHECKING
 
 from ..validate import estimate_tokens
 from .kvcache import CHARS_PER_TOKEN
+
+if TYPE_CHECKING:
+    from .block_requests import BlockRequest
 
 __all__ = ["Request", "available_workloads", "make_workload", "synthetic_prompt", "WORKLOADS"]
 
@@ -226,16 +230,22 @@ def available_workloads() -> list[str]:
     return sorted(WORKLOADS) + ["trace:PATH"]
 
 
-def make_workload(name: str, *, requests: int | None, rate: float, seed: int, **options) -> Iterable[Request]:
+def make_workload(
+    name: str, *, requests: int | None, rate: float, seed: int, **options
+) -> Iterable[Request | BlockRequest]:
     """Requests of a named workload; ``trace:PATH`` loads (and checks) a trace file first.
 
-    For a trace, ``requests`` (if given) keeps the first that many by arrival and ``rate`` is unused.
+    For a trace, ``requests`` (if given) keeps the first that many by arrival, ``rate`` is unused and
+    the options may be ``block_tokens`` and ``time_scale`` (see ``trace.load_trace``).
     Raises ``ValueError`` (``TraceError`` for traces) on bad input, before anything is yielded.
     """
     if name.startswith("trace:"):
         from .trace import load_trace
 
-        trace = load_trace(name[len("trace:"):])
+        unknown = sorted(set(options) - {"block_tokens", "time_scale"})
+        if unknown:
+            raise ValueError(f"a trace takes the options block_tokens and time_scale, not {', '.join(unknown)}")
+        trace = load_trace(name[len("trace:"):], **options)
         return trace if requests is None else trace[:requests]
     try:
         factory = WORKLOADS[name]

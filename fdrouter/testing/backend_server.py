@@ -363,10 +363,14 @@ class MockBackend:
 
         # a prefill instance computes the KV cache and emits the first token only
         n = 1 if self.role == "prefill" else shapes.completion_tokens(body, behavior.output_tokens)
+        start, n, finish_reason = self._preemption(body, n, behavior)
         engine = behavior.engine
         prefill = self.role != "decode"  # a decode instance gets the KV cache computed: no lookup
         cache = self._cache_for(engine or DEFAULT_ENGINE)
         prompt_tokens, hashes = shapes.prompt_blocks(body, chat, cache.block_tokens if prefill else None)
+        prompt_ids = None
+        if shapes.wants_token_ids(body):  # FastDeploy's return_token_ids; made-up ids for a text prompt
+            prompt_ids = (None if chat else shapes.token_ids(body.get("prompt"))) or list(range(prompt_tokens))
         request_id = body.get("request_id")
         prefix = "chatcmpl-" if chat else "cmpl-"
         # Echo the router's request_id the way FastDeploy does, so tests can correlate the legs.
@@ -393,6 +397,7 @@ class MockBackend:
                     cached,
                     seq,
                     behavior,
+                    (start, finish_reason, prompt_ids),
                 )
             if seq is not None:
                 await seq.wait(n + 1)  # until finished
@@ -405,7 +410,8 @@ class MockBackend:
             if seq is not None:
                 self._scheduler.discard(seq)
 
-        body_bytes = shapes.completion_body(chat, response_id, self.model, n, prompt_tokens, cached)
+        body_bytes = shapes.completion_body(chat, response_id, self.model, start + n, prompt_tokens, cached,
+                                            start=start, finish_reason=finish_reason, prompt_ids=prompt_ids)
         return web.Response(body=body_bytes, content_type=_JSON)
 
     async def _stream(
@@ -418,8 +424,10 @@ class MockBackend:
         cached: int,
         seq: EngineSequence | None,
         behavior: MockBehavior,
+        resume: tuple[int, str, list[int] | None] = (0, "length", None),
     ) -> web.StreamResponse:
-        """One SSE answer (see `write_stream`); a client gone mid-stream counts as a disconnect."""
+        """One SSE answer (see `write_stream`; `resume` is its start, finish reason and prompt ids);
+        a client gone mid-stream counts as a disconnect."""
         # Headers go out at once, as an engine's do; the first token follows after queueing and prefill.
         response = web.StreamResponse(headers=shapes.SSE_HEADERS)
         await response.prepare(request)
@@ -428,12 +436,24 @@ class MockBackend:
             await write_stream(
                 request, response, head=shapes.chunk_head(chat, response_id, self._model_json), chat=chat,
                 n=n, usage_prompt_tokens=usage_prompt_tokens, cached=cached, seq=seq, behavior=behavior,
-                stopping=self._stopping,
+                stopping=self._stopping, start=resume[0], finish_reason=resume[1], prompt_ids=resume[2],
             )
         except ConnectionResetError:  # aiohttp: "Cannot write to closing transport"
             if not self._closing:
                 self.disconnects += 1
         return response
+
+    def _preemption(self, body: dict[str, Any], total: int, behavior: MockBehavior) -> tuple[int, int, str]:
+        """(first token, tokens of this attempt, finish reason) of a generating request: it goes on
+        after its ``completion_token_ids`` and stops early if ``preempt_after_tokens`` says so."""
+        if self.role == "prefill":
+            return 0, total, "length"
+        start = min(shapes.continued_from(body), total)
+        n = total - start
+        after = behavior.preemption_point(body) if behavior.preempt_after_tokens is not None else None
+        if after is not None and after < n:
+            return start, after, "pd_reschedule"
+        return start, n, "length"
 
     async def _health(self, request: web.BaseRequest) -> web.StreamResponse:
         self.health_checks += 1

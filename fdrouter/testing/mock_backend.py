@@ -4,6 +4,7 @@ Once bound it prints one line, ``mock backend listening on URL role=ROLE``, that
 
     python -m fdrouter.testing.mock_backend --port 8001 --role decode --token-delay 0.01
     python -m fdrouter.testing.mock_backend --port 8001 --engine --max-batch 8 --prefill-per-token 0.0001
+    python -m fdrouter.testing.mock_backend --port 8001 --engine llama3-8b-a100
 
 The mock itself lives in its own modules (``backend_server``, ``behavior``, ``openai_shapes``,
 ``scheduler``, ``streaming``); this module re-exports its public names, so
@@ -17,10 +18,11 @@ import asyncio
 import signal
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from types import ModuleType
 from typing import Any
 
-from fdrouter.sim.engine_model import EngineModel
+from fdrouter.sim.engine_profiles import DEFAULT_ENGINE_PROFILE, available_engines, engine_profile
 
 from .backend_server import RECEIVED_MAXLEN, ROLES, SHUTDOWN_TIMEOUT, MockBackend
 from .behavior import MockBehavior
@@ -132,10 +134,13 @@ def _parser() -> argparse.ArgumentParser:
         "of at most --max-batch sequences, the rest waiting FIFO; a request's prefill costs "
         "--prefill-base plus --prefill-per-token per prompt token not in the prefix cache; a decode "
         "step costs --decode-step plus --decode-per-seq per extra running sequence. The prefix "
-        "cache is always on; its size flags need --engine.",
+        "cache is always on; its size flags need --engine. The flags below override the chosen "
+        "profile's numbers (their defaults are the toy profile's).",
     )
     group.add_argument(
-        "--engine", action="store_true", help="enable the engine model (replaces --token-delay)"
+        "--engine", nargs="?", const=DEFAULT_ENGINE_PROFILE, default=None, metavar="NAME",
+        help=f"enable the engine model, a named profile (replaces --token-delay): {', '.join(available_engines())}; "
+        f"--engine alone is {DEFAULT_ENGINE_PROFILE}",
     )
     for flag, field, kind, metavar, text in _ENGINE_FLAGS:
         default = getattr(DEFAULT_ENGINE, field)
@@ -150,11 +155,11 @@ def _behavior(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Mock
     engine_fields = {field: getattr(args, field) for _, field, *_ in _ENGINE_FLAGS}
     given = {field: value for field, value in engine_fields.items() if value is not None}
     engine = None
-    if args.engine:
+    if args.engine is not None:
         if args.token_delay > 0:
             parser.error("--token-delay has no effect with --engine (use --decode-step)")
         try:
-            engine = EngineModel(**given)
+            engine = replace(engine_profile(args.engine), **given)
         except ValueError as exc:
             parser.error(f"engine model: {exc}")
     elif given:

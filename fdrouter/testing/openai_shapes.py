@@ -7,7 +7,9 @@ non-streaming ``chat.completion`` / ``text_completion`` body, the SSE chunks of 
 
 Generated text is ``"tok0 tok1 ..."``: the tests recognise it, and it needs no JSON escaping,
 so stream chunks are built from string templates, not dicts (the mock is also the backend of
-the throughput benchmarks).
+the throughput benchmarks). The id of token ``tok<i>`` is ``i``; with FastDeploy's
+``return_token_ids`` the answers carry them as FastDeploy does (``completion_token_ids`` and
+``prompt_token_ids`` in the chat ``message``/``delta``, in the completions choice).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ __all__ = [
     "completion_body",
     "completion_tokens",
     "content",
+    "continued_from",
     "error_body",
     "last_chunk",
     "prompt_blocks",
@@ -35,6 +38,7 @@ __all__ = [
     "token_chunk",
     "token_ids",
     "usage",
+    "wants_token_ids",
 ]
 
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
@@ -90,6 +94,20 @@ def completion_tokens(body: dict[str, Any], output_tokens: int) -> int:
     return output_tokens
 
 
+def wants_token_ids(body: dict[str, Any]) -> bool:
+    """FastDeploy's ``return_token_ids``: the answer carries the prompt's and the output's token ids."""
+    return body.get("return_token_ids") is True
+
+
+def continued_from(body: dict[str, Any]) -> int:
+    """Tokens generated before (FastDeploy's ``completion_token_ids`` of a rescheduled request):
+    generation goes on from there. The ids must be the mock's own (``0, 1, ...``); others count too."""
+    done = body.get("completion_token_ids")
+    if isinstance(done, list) and all(type(t) is int for t in done):
+        return len(done)
+    return 0
+
+
 # -- writing an answer ------------------------------------------------------------------------------
 
 
@@ -125,21 +143,31 @@ def usage(prompt_tokens: int, completion_tokens: int, cached_tokens: int) -> dic
 
 
 def completion_body(
-    chat: bool, response_id: str, model: str, n: int, prompt_tokens: int, cached_tokens: int
+    chat: bool, response_id: str, model: str, n: int, prompt_tokens: int, cached_tokens: int, *,
+    start: int = 0, finish_reason: str = "length", prompt_ids: Sequence[int] | None = None,
 ) -> bytes:
-    """A non-streaming answer of `n` tokens, cut by length (the mock never stops on its own)."""
+    """A non-streaming answer of tokens ``start .. n-1``, cut by length (the mock never stops on
+    its own) unless `finish_reason` says otherwise (``pd_reschedule``: preempted). `prompt_ids`
+    given: FastDeploy's ``return_token_ids`` fields, the prompt's ids and the output's."""
+    text = content(n) if start == 0 else "".join(token(i) for i in range(start, n))
     choice: dict[str, Any]
     if chat:
-        choice = {"index": 0, "message": {"role": "assistant", "content": content(n)}, "finish_reason": "length"}
+        message: dict[str, Any] = {"role": "assistant", "content": text}
+        choice = {"index": 0, "message": message, "finish_reason": finish_reason}
+        ids_at = message
     else:
-        choice = {"index": 0, "text": content(n), "logprobs": None, "finish_reason": "length"}
+        choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}
+        ids_at = choice
+    if prompt_ids is not None:
+        ids_at["prompt_token_ids"] = list(prompt_ids)
+        ids_at["completion_token_ids"] = list(range(start, n))
     answer = {
         "id": response_id,
         "object": "chat.completion" if chat else "text_completion",
         "created": int(time.time()),
         "model": model,
         "choices": [choice],
-        "usage": usage(prompt_tokens, n, cached_tokens),
+        "usage": usage(prompt_tokens, n - start, cached_tokens),
     }
     return json.dumps(answer).encode()
 
@@ -153,19 +181,31 @@ def chunk_head(chat: bool, response_id: str, model_json: str) -> str:
     )
 
 
-def token_chunk(head: str, chat: bool, i: int) -> bytes:
-    """The SSE event carrying token `i` (chat: the first one also says the role)."""
-    if chat:
-        role = '"role":"assistant",' if i == 0 else ""
-        return f'{head}"delta":{{{role}"content":"{token(i)}"}},"finish_reason":null}}]}}\n\n'.encode()
-    return f'{head}"text":"{token(i)}","logprobs":null,"finish_reason":null}}]}}\n\n'.encode()
-
-
-def last_chunk(head: str, chat: bool, usage: dict[str, Any] | None) -> bytes:
-    """The finishing SSE event: no text, ``finish_reason`` "length", `usage` if given."""
-    if chat:
-        choice = '"delta":{},"finish_reason":"length"}]'
+def token_chunk(
+    head: str, chat: bool, i: int, *, role: bool | None = None, prompt_ids: Sequence[int] | None = None
+) -> bytes:
+    """The SSE event carrying token `i` (chat: the first one, ``role`` or else ``i == 0``, also
+    says the role). `prompt_ids` given: FastDeploy's ``return_token_ids`` fields, the output
+    token's id and, on the first event (``role``), the prompt's ids."""
+    first = i == 0 if role is None else role
+    if prompt_ids is None:
+        ids = ""
     else:
-        choice = '"text":"","logprobs":null,"finish_reason":"length"}]'
+        ids = f',"completion_token_ids":[{i}]'
+        if first:
+            ids = ',"prompt_token_ids":' + json.dumps(list(prompt_ids), separators=(",", ":")) + ids
+    if chat:
+        role_text = '"role":"assistant",' if first else ""
+        return f'{head}"delta":{{{role_text}"content":"{token(i)}"{ids}}},"finish_reason":null}}]}}\n\n'.encode()
+    return f'{head}"text":"{token(i)}","logprobs":null{ids},"finish_reason":null}}]}}\n\n'.encode()
+
+
+def last_chunk(head: str, chat: bool, usage: dict[str, Any] | None, finish_reason: str = "length") -> bytes:
+    """The finishing SSE event: no text, `finish_reason` ("length", or "pd_reschedule" when the
+    instance preempted the request), `usage` if given."""
+    if chat:
+        choice = f'"delta":{{}},"finish_reason":"{finish_reason}"}}]'
+    else:
+        choice = f'"text":"","logprobs":null,"finish_reason":"{finish_reason}"}}]'
     tail = "" if usage is None else ',"usage":' + json.dumps(usage, separators=(",", ":"))
     return f"{head}{choice}{tail}}}\n\n".encode()

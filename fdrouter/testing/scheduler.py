@@ -125,7 +125,10 @@ class EngineScheduler:
 
     def next_step(self) -> Step | None:
         """Admit what the planner admits; the next iteration, or None when there is no work."""
-        admitted, prefill, seconds = self.planner.plan(self.waiting, len(self.running))
+        planner = self.planner
+        # the tokens the running batch holds, for an engine whose decode steps grow with context
+        context = sum(s.prompt_tokens + s.produced for s in self.running) if planner.engine.decode_per_context_token_s else 0
+        admitted, prefill, seconds = planner.plan(self.waiting, len(self.running), context)
         for seq in admitted:
             seq.admitted = True
         self.running.extend(admitted)

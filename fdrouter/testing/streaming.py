@@ -2,7 +2,8 @@
 
 A chunk per token, a finishing chunk (with usage if asked), ``[DONE]``. Paced by the engine
 (each token when its ``EngineSequence`` has it) or by ``MockBehavior.token_delay``; cut with a
-TCP reset after ``reset_after_chunks`` chunks, or silent after ``stall_after_chunks``.
+TCP reset after ``reset_after_chunks`` chunks, or silent after ``stall_after_chunks``. A
+preempted attempt (FastDeploy's PD reschedule) ends with ``finish_reason: "pd_reschedule"``.
 """
 
 from __future__ import annotations
@@ -30,8 +31,15 @@ async def write_stream(
     seq: EngineSequence | None,
     behavior: MockBehavior,
     stopping: asyncio.Event,
+    start: int = 0,
+    finish_reason: str = "length",
+    prompt_ids: list[int] | None = None,
 ) -> None:
     """Write `n` token chunks, the finishing chunk and [DONE] to the prepared `response`.
+
+    The tokens are ``tok<start> .. tok<start+n-1>`` (`start` > 0: a rescheduled request going on);
+    the finishing chunk says `finish_reason`; `prompt_ids` given (``return_token_ids``): each chunk
+    carries its token ids, the first one the prompt's too.
 
     `head` is ``openai_shapes.chunk_head(...)`` of this stream. Usage is sent when
     `usage_prompt_tokens` is not None (the client set stream_options.include_usage), with
@@ -54,7 +62,7 @@ async def write_stream(
                 return _reset(request)
         elif delay > 0:  # token chunks take time; the finishing chunk doesn't
             await asyncio.sleep(delay)
-        await response.write(shapes.token_chunk(head, chat, i))
+        await response.write(shapes.token_chunk(head, chat, start + i, role=i == 0, prompt_ids=prompt_ids))
     if seq is not None:
         await seq.wait(n + 1)  # n == 0: the prefill still has to happen
         if seq.failed:
@@ -66,7 +74,7 @@ async def write_stream(
         await stopping.wait()
         return
     usage = None if usage_prompt_tokens is None else shapes.usage(usage_prompt_tokens, n, cached)
-    await response.write(shapes.last_chunk(head, chat, usage))
+    await response.write(shapes.last_chunk(head, chat, usage, finish_reason))
     if reset_after is not None:  # reset_after >= all chunks: still no [DONE]
         return _reset(request)
     if stall_after is not None:

@@ -75,8 +75,8 @@ class Recording(BatchPlanner):
         self.now = 0.0
         self.log: list[tuple[float, list[int], bool, float]] = []
 
-    def plan(self, waiting, running):  # type: ignore[no-untyped-def]  # records whatever it plans
-        decision = admitted, prefill, seconds = super().plan(waiting, running)
+    def plan(self, waiting, running, context=0):  # type: ignore[no-untyped-def]  # records whatever it plans
+        decision = admitted, prefill, seconds = super().plan(waiting, running, context)
         if admitted:
             self.log.append((self.now, [seq.rid for seq in admitted], prefill, seconds))
         return decision
