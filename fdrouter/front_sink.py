@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 from email.utils import formatdate
 from http import HTTPStatus
@@ -98,7 +97,7 @@ class FrontSink:
     """The client side of one generation request on the lean front end."""
 
     __slots__ = ("conn", "extra", "instance", "first_byte_at", "prepared", "finished", "ended", "max_body",
-                 "write_timeout", "_chunked", "_stream", "_watchdog")
+                 "write_timeout", "status", "_chunked", "_stream", "_watchdog")
 
     def __init__(self, conn: Writer, request_id: str, *, max_body: int, write_timeout: float) -> None:
         self.conn = conn
@@ -115,6 +114,7 @@ class FrontSink:
         """The answer is complete and framed (normally or by an error event): the connection may go on."""
         self.max_body = max_body
         self.write_timeout = write_timeout
+        self.status = 0
         self._chunked = False
         self._stream = False
         self._watchdog: WriteWatchdog | None = None
@@ -123,60 +123,95 @@ class FrontSink:
         """Copy a 2xx upstream answer to the client; returns its status."""
         conn = self.conn
         headers = answer_headers(upstream, self.extra)
-        status = upstream.status
         if upstream.content_type != SSE:
             body = await read_capped(upstream, self.max_body)
-            head, _ = conn.answer_head(status, headers, len(body))
+            head, _ = conn.answer_head(upstream.status, headers, len(body))
             self.prepared = True
             self.first_byte_at = conn.loop.time()
             if len(body) <= BUFFERED_WRITE:  # fits the socket buffers: one write, no watchdog needed
                 conn.write(head + body)
             else:
                 conn.write(head)
-                await self._watched(lambda: self._send(body))
+                self._watch()
+                try:
+                    await self._send(body)
+                finally:
+                    self._unwatch()
             self.finished = self.ended = True
-            return status
+            return upstream.status
         async with aclosing(upstream.iter_chunks()) as chunks:
             # Nothing goes to the client before the first chunk is here: a failure until then
             # leaves the client untouched, so the router may still retry elsewhere.
             first = await anext(chunks, None)
-            add_stream_headers(headers)
-            head, chunked = conn.answer_head(status, headers, None)
-            self.prepared = self._stream = True
-            self._chunked = chunked
-
-            async def copy() -> None:
-                # the end of the answer goes with its last piece when the instance's answer is all
-                # in by then (one write, not two: under load a whole stream often comes in one read)
-                ended = first is None and upstream.drained
+            # The end of the answer goes with its last piece when the instance's answer is all in
+            # by then: one write, not two (under load a whole stream often comes in one read).
+            last = upstream.drained
+            head = self._open(upstream, headers)
+            try:
                 if first is None:
-                    await self._send(head + LAST_CHUNK if ended and chunked else head)
+                    await self._send(head + LAST_CHUNK if last and self._chunked else head)
                 else:
-                    ended = upstream.drained
-                    await self._send(head + self._piece(first, ended and chunked))
+                    await self._send(head + self._piece(first, last))
                 self.first_byte_at = conn.loop.time()
                 async for piece in chunks:
-                    ended = upstream.drained
-                    await self._send(self._piece(piece, ended and chunked))
-                if chunked and not ended:
+                    last = upstream.drained
+                    await self._send(self._piece(piece, last))
+                if self._chunked and not last:
                     await self._send(LAST_CHUNK)
-
-            await self._watched(copy)
+            finally:
+                self._unwatch()
         self.finished = self.ended = True
-        return status
+        return upstream.status
+
+    async def open_stream(self, upstream: Response) -> None:
+        """Send an SSE answer's status line and headers (``upstream``'s, relayed); the watchdog starts."""
+        head = self._open(upstream, answer_headers(upstream, self.extra))
+        try:
+            await self._send(head)
+        except BaseException:
+            self._unwatch()
+            raise
+        self.first_byte_at = self.conn.loop.time()
+
+    async def send(self, data: bytes) -> None:
+        """Send one piece of the open stream."""
+        try:
+            await self._send(self._piece(data, False))
+        except BaseException:
+            self._unwatch()
+            raise
+
+    async def end_stream(self) -> int:
+        """End the open stream; its status."""
+        try:
+            if self._chunked:
+                await self._send(LAST_CHUNK)
+        finally:
+            self._unwatch()
+        self.finished = self.ended = True
+        return self.status
+
+    def _open(self, upstream: Response, headers: dict[str, str]) -> bytes:
+        """The head of a stream (not written yet); from here on the answer has started."""
+        add_stream_headers(headers)
+        head, self._chunked = self.conn.answer_head(upstream.status, headers, None)
+        self.status = upstream.status
+        self.prepared = self._stream = True
+        self._watch()
+        return head
 
     def _piece(self, data: bytes, last: bool) -> bytes:
         if not self._chunked:
             return data
         return chunk(data) + LAST_CHUNK if last else chunk(data)
 
-    async def _watched(self, write: Callable[[], Awaitable[None]]) -> None:
-        watchdog = self._watchdog = WriteWatchdog(self.write_timeout, self.conn.abort)
-        watchdog.start()
-        try:
-            await write()
-        finally:
-            watchdog.stop()
+    def _watch(self) -> None:
+        self._watchdog = WriteWatchdog(self.write_timeout, self.conn.abort)
+        self._watchdog.start()
+
+    def _unwatch(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.stop()
 
     async def _send(self, data: bytes) -> None:
         conn = self.conn
@@ -191,6 +226,7 @@ class FrontSink:
 
     async def stream_error(self, error: RouterError) -> None:
         """End a started SSE stream with one OpenAI-shaped error event, so it is never silently cut."""
+        self._unwatch()
         if not self._stream:
             return  # a buffered answer cut mid-write: the connection closes, nothing can be added
         data = error_event(error)

@@ -92,20 +92,23 @@ class WriteWatchdog:
     """Calls ``on_stuck`` once a write has made no progress for ``timeout`` seconds (0: never).
 
     Mark a write that may block with ``writing()`` before and ``wrote()`` after. One timer per
-    answer, armed by ``start()`` and re-armed only when it fires.
+    answer, armed by ``start()`` and re-armed only when it fires; it ends with ``stop()``, or by
+    itself once the task that started it is done (a request that ended on an error path).
     """
 
-    __slots__ = ("timeout", "on_stuck", "_since", "_timer")
+    __slots__ = ("timeout", "on_stuck", "_since", "_timer", "_task")
 
     def __init__(self, timeout: float, on_stuck: Callable[[], None]) -> None:
         self.timeout = timeout
         self.on_stuck = on_stuck
         self._since: float | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task | None = None
 
     def start(self) -> None:
         """Arm the timer (a no-op when off or armed already)."""
         if self.timeout and self._timer is None:
+            self._task = asyncio.current_task()
             self._timer = asyncio.get_running_loop().call_later(self.timeout, self._check)
 
     def writing(self) -> None:
@@ -123,10 +126,12 @@ class WriteWatchdog:
             self._timer = None
 
     def _check(self) -> None:
+        self._timer = None
+        if self._task is not None and self._task.done():
+            return  # the request is over: nothing left to watch
         since = self._since
         loop = asyncio.get_running_loop()
         if since is not None and loop.time() - since >= self.timeout:
-            self._timer = None
             self.on_stuck()  # the client stopped reading: its connection is aborted
             return
         wait = self.timeout if since is None else self.timeout - (loop.time() - since)
@@ -168,21 +173,49 @@ class ClientSink:
             # Nothing goes to the client before the first chunk is here: a failure until then
             # leaves the client untouched, so the router may still retry elsewhere.
             first = await anext(chunks, None)
-            add_stream_headers(headers)
-            response = self.response = web.StreamResponse(status=upstream.status, headers=headers)
             try:
-                await self._prepare(response)
+                await self._open(upstream, headers)
                 if first is not None:
-                    await self._write(response, first)
+                    await self.send(first)
                 async for chunk in chunks:
-                    await self._write(response, chunk)
-                await response.write_eof()
-            except ConnectionResetError as exc:  # includes aiohttp's ClientConnectionResetError on writes
-                raise ClientDisconnected("client disconnected during the stream") from exc
+                    await self.send(chunk)
+                return await self.end_stream()
             finally:
                 self._watchdog.stop()
+
+    async def open_stream(self, upstream: Response) -> None:
+        """Send an SSE answer's status line and headers (``upstream``'s, relayed); the watchdog starts."""
+        await self._open(upstream, answer_headers(upstream, self.headers))
+
+    async def _open(self, upstream: Response, headers: dict[str, str]) -> None:
+        add_stream_headers(headers)
+        response = self.response = web.StreamResponse(status=upstream.status, headers=headers)
+        try:
+            await self._prepare(response)
+        except ConnectionResetError as exc:  # includes aiohttp's ClientConnectionResetError on writes
+            self._watchdog.stop()
+            raise ClientDisconnected("client disconnected during the stream") from exc
+
+    async def send(self, data: bytes) -> None:
+        """Send one piece of the open stream."""
+        assert self.response is not None
+        try:
+            await self._write(self.response, data)
+        except ConnectionResetError as exc:
+            self._watchdog.stop()
+            raise ClientDisconnected("client disconnected during the stream") from exc
+
+    async def end_stream(self) -> int:
+        """End the open stream; its status."""
+        assert self.response is not None
+        try:
+            await self.response.write_eof()
+        except ConnectionResetError as exc:
+            raise ClientDisconnected("client disconnected during the stream") from exc
+        finally:
+            self._watchdog.stop()
         self.finished = True
-        return response.status
+        return self.response.status
 
     async def _buffered(self, upstream: Response, headers: dict[str, str]) -> int:
         body = await read_capped(upstream, self.max_body)
@@ -225,6 +258,7 @@ class ClientSink:
     async def stream_error(self, error: RouterError) -> None:
         """End a started SSE stream with one OpenAI-shaped error event, so it is never silently cut."""
         assert self.response is not None
+        self._watchdog.stop()
         try:
             async with asyncio.timeout(self.write_timeout or None):  # a client that stopped reading
                 await self.response.write(error_event(error))
