@@ -132,7 +132,6 @@ class FrontSink:
                 conn.write(head + body)
             else:
                 conn.write(head)
-                self._watch()
                 try:
                     await self._send(body)
                 finally:
@@ -197,7 +196,6 @@ class FrontSink:
         head, self._chunked = self.conn.answer_head(upstream.status, headers, None)
         self.status = upstream.status
         self.prepared = self._stream = True
-        self._watch()
         return head
 
     def _piece(self, data: bytes, last: bool) -> bytes:
@@ -205,24 +203,22 @@ class FrontSink:
             return data
         return chunk(data) + LAST_CHUNK if last else chunk(data)
 
-    def _watch(self) -> None:
-        self._watchdog = WriteWatchdog(self.write_timeout, self.conn.abort)
-        self._watchdog.start()
-
     def _unwatch(self) -> None:
         if self._watchdog is not None:
             self._watchdog.stop()
 
     async def _send(self, data: bytes) -> None:
         conn = self.conn
-        conn.write(data)
+        conn.write(data)  # never blocks: the transport buffers what the socket does not take
         if conn.write_paused:  # the client reads slower than the instance writes: wait for it
+            # the watchdog is armed at the first wait: a write that never waits cannot be stuck
             watchdog = self._watchdog
-            if watchdog is not None:
-                watchdog.writing()
+            if watchdog is None:
+                watchdog = self._watchdog = WriteWatchdog(self.write_timeout, conn.abort)
+                watchdog.start()
+            watchdog.writing()
             await conn.drain()
-            if watchdog is not None:
-                watchdog.wrote()
+            watchdog.wrote()
 
     async def stream_error(self, error: RouterError) -> None:
         """End a started SSE stream with one OpenAI-shaped error event, so it is never silently cut."""
