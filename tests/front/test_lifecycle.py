@@ -81,7 +81,7 @@ async def test_a_client_that_leaves_half_way_through_its_upload_leaves_nothing_b
 
 
 async def test_a_shutdown_lets_a_running_stream_end_and_closes_idle_connections_at_once(cluster):
-    c = await cluster(mixed=1, behavior={"output_tokens": 40, "token_delay": 0.05})  # a ~2 s stream
+    c = await cluster(mixed=1, behavior={"output_tokens": 20, "token_delay": 0.05})  # a ~1 s stream
     c.server.shutdown_timeout = 20  # the fixture's 2 s would cut a stream slowed down by a busy machine
     streaming, idle = await RawClient.connect(c.server.port), await RawClient.connect(c.server.port)
     idle.send(post(json.dumps({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}).encode()))
