@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 import pytest
+
+from fdrouter.testing import MockBehavior
 
 from .conftest import chat
 
@@ -19,18 +23,21 @@ def _prompt(tenant: int, turn: int) -> str:
 
 
 async def _hit_rate(workers, mock_backend_factory, count: int) -> float:
-    backends = [await mock_backend_factory() for _ in range(4)]
+    backends = [await mock_backend_factory(behavior=MockBehavior(token_delay=0.02)) for _ in range(4)]
     router = await workers(count, "--policy", "cache_aware", "--worker-urls", *(b.url for b in backends))
-    prompt = cached = 0
-    # a new connection per request: consecutive requests land on whichever worker the kernel picks
+    # a new connection per request: requests land on whichever worker the kernel picks. The
+    # tenants of a round go at once, so loads differ when each is placed: tenants spread over
+    # the instances, and a worker that does not know where another placed a tenant misses.
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
+        answers = []
         for turn in range(ROUNDS):
-            for tenant in range(TENANTS):
-                status, body = await chat(http, router.url, _prompt(tenant, turn), max_tokens=2)
-                assert status == 200, body
-                usage = body["usage"]
-                prompt += usage["prompt_tokens"]
-                cached += usage["prompt_tokens_details"]["cached_tokens"]
+            answers += await asyncio.gather(*(chat(http, router.url, _prompt(tenant, turn), max_tokens=2)
+                                              for tenant in range(TENANTS)))
+    prompt = cached = 0
+    for status, body in answers:
+        assert status == 200, body
+        prompt += body["usage"]["prompt_tokens"]
+        cached += body["usage"]["prompt_tokens_details"]["cached_tokens"]
     return cached / prompt
 
 
