@@ -22,4 +22,7 @@ REQUEST_ID = web.RequestKey("request_id", str)
 GENERATION_KEY = web.AppKey("generation", GenerationService)
 """What serves generation requests for both front ends (set when the router has started)."""
 
-__all__ = ["ACTIVE_KEY", "ADMISSION_KEY", "CONFIG_KEY", "GENERATION_KEY", "REQUEST_ID", "ROUTER_KEY"]
+WORKER_KEY = web.AppKey("worker", int)
+"""This worker's number in a multi-worker router (absent in a single-process one)."""
+
+__all__ = ["ACTIVE_KEY", "ADMISSION_KEY", "CONFIG_KEY", "GENERATION_KEY", "REQUEST_ID", "ROUTER_KEY", "WORKER_KEY"]

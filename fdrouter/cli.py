@@ -155,6 +155,23 @@ def _run(coro_factory) -> None:
             runner.run(coro_factory())
 
 
+def _run_workers(config: RouterConfig) -> int:
+    from .supervisor import Supervisor
+
+    async def supervise() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        return await Supervisor(config, config.worker_count).run(stop)
+
+    try:
+        return asyncio.run(supervise())
+    except OSError as exc:  # the port is taken
+        print(f"fdrouter: error: cannot serve on {config.host}:{config.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+
+
 async def _serve(config: RouterConfig) -> None:
     from .server import serve_forever
 
@@ -188,6 +205,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         for line in warnings:
             log.warning("config: %s", line)
+        if config.worker_count > 1:
+            return _run_workers(config)
         try:
             _run(lambda: _serve(config))
         except OSError as exc:  # e.g. the port is taken

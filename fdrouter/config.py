@@ -123,6 +123,9 @@ class RouterConfig:
                         "bind address; loopback by default: exposing a router is a decision, not a default")
     port: int = setting(9000, "server", "bind port; 0 picks a free one (tests, notebooks)", ge=0, le=65535)
     splitwise: bool = setting(False, "server", "PD disaggregation: one prefill and one decode instance per request")
+    workers: str = setting(
+        "1", "server", "worker processes serving the port (SO_REUSEPORT), with routing state shared between "
+        "them; auto = one per usable core")
     request_timeout_secs: float = setting(
         1800.0, "server", "total time for one upstream generation request (FastDeploy's router uses 1800 s)", gt=0)
     max_body_bytes: int = setting(32 * 1024 * 1024, "server", "largest accepted request body; larger ones get 413",
@@ -246,6 +249,8 @@ class RouterConfig:
                 raise ConfigError(problem)
         cross = [
             (self.health_check_endpoint.startswith("/"), "health-check-endpoint must start with '/'"),
+            (self.workers == "auto" or (self.workers.isascii() and self.workers.isdigit() and int(self.workers) >= 1),
+             f"workers must be a number >= 1 or auto, got {self.workers!r}"),
             (self.retry_max_backoff_secs >= self.retry_initial_backoff_secs,
              "retry-max-backoff-secs must be >= retry-initial-backoff-secs"),
         ]
@@ -265,6 +270,15 @@ class RouterConfig:
             if self.splitwise == (inst.role is Role.MIXED):
                 mode = "splitwise" if self.splitwise else "mixed"
                 raise ConfigError(f"instance {inst.url} has role {inst.role.value}, which does not fit {mode} mode")
+
+    @property
+    def worker_count(self) -> int:
+        """How many worker processes ``workers`` asks for (auto: the usable cores)."""
+        if self.workers == "auto":
+            from .supervisor import usable_cores
+
+            return usable_cores()
+        return int(self.workers)
 
     @property
     def policy_names(self) -> tuple[str, ...]:
@@ -352,6 +366,8 @@ def coerce(name: str, value: Any, where: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         return float(value)
+    if name == "workers" and type(value) is int:
+        value = str(value)  # workers: 4 in YAML, as well as workers: auto
     if not isinstance(value, str):
         raise ConfigError(f"{where}: expected a string, got {value!r}")
     return value

@@ -93,6 +93,9 @@ class GenerationService:
                 await sink.stream_error(error)
                 return status
             raise
+        except Exception:
+            status = 500  # a bug: the front end answers it as an internal error
+            raise
         except asyncio.CancelledError:
             # The client left (nothing to tell) or the shutdown grace period ran out: then a
             # started stream still ends with an error event rather than a bare cut.

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 
 from aiohttp import web
 
-from .app_state import CONFIG_KEY, GENERATION_KEY, REQUEST_ID, ROUTER_KEY
+from .app_state import CONFIG_KEY, GENERATION_KEY, REQUEST_ID, ROUTER_KEY, WORKER_KEY
 from .client_guard import read_body
 from .errors import (
     NoHealthyInstance,
@@ -101,8 +102,11 @@ async def registered_number(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
-    """GET /health: the router process itself."""
-    return json_response({"status": "ok"})
+    """GET /health: the router process itself (and, in a multi-worker router, which worker answered)."""
+    worker = request.app.get(WORKER_KEY)
+    if worker is None:
+        return json_response({"status": "ok"})
+    return json_response({"status": "ok", "worker": worker, "pid": os.getpid()})
 
 
 async def health_generate(request: web.Request) -> web.Response:

@@ -195,6 +195,25 @@ class InstanceInfo:
             raise BadRequest(f"worker URL must look like http://HOST:PORT, got {url!r}")
         return cls.from_dict({"role": role.value, "host_ip": match.group(1), "port": match.group(2)})
 
+    def to_register_dict(self) -> dict:
+        """A ``/register`` body that ``from_dict`` turns back into this very record (extras included)."""
+        return {
+            **self.extra,
+            "role": self.role.value,
+            "host_ip": self.host_ip,
+            "port": self.port,
+            "metrics_port": self.metrics_port,
+            "connector_port": self.connector_port,
+            "engine_worker_queue_port": self.engine_worker_queue_port,
+            "transfer_protocol": list(self.transfer_protocol),
+            "rdma_ports": list(self.rdma_ports),
+            "device_ids": list(self.device_ids),
+            "tp_size": self.tp_size,
+            "version": self.version,
+            "is_paused": self.is_paused,
+            "connected_decodes": list(self.connected_decodes),
+        }
+
     def to_fastdeploy_dict(self, *, version: bool = False) -> dict:
         """FastDeploy's ``InstanceInfo.to_dict()`` shape, as put into ``disaggregate_info``; with
         ``version`` too, as ``GET /decode_instances`` lists it."""

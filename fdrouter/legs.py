@@ -58,9 +58,7 @@ class Leg:
                  on_suspect: Callable[[InstanceState], None]) -> None:
         self.instance = instance
         self.tokens = tokens
-        instance.in_flight += 1
-        instance.in_flight_tokens += tokens
-        instance.requests_total += 1
+        instance.add_load(1, tokens)
         self._ticket, transition = instance.breaker.on_dispatch(now)
         self._finished = False
         self._verdict_given = False
@@ -78,9 +76,7 @@ class Leg:
         if self._finished:
             return
         self._finished = True
-        instance = self.instance
-        instance.in_flight -= 1
-        instance.in_flight_tokens -= self.tokens
+        self.instance.add_load(-1, -self.tokens)
         self._give_verdict(outcome)
 
     def _give_verdict(self, outcome: bool | None) -> None:

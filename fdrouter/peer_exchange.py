@@ -42,7 +42,7 @@ class PeerExchange:
         self.peers = [p for p in peers if p != me]
         self.on_message = on_message
         self.sent = self.dropped = self.received = 0
-        self._outbox: list[bytes] = []
+        self._outbox: dict[tuple[str, ...], list[bytes]] = {}  # destinations -> messages
         self._sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._flush_scheduled = False
@@ -76,11 +76,12 @@ class PeerExchange:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path(self.me))
 
-    def send(self, message: dict[str, Any]) -> None:
-        """Queue a message for every peer; it leaves at the end of this loop iteration."""
-        if self._sock is None or not self.peers:
+    def send(self, message: dict[str, Any], *, to: Iterable[str] | None = None) -> None:
+        """Queue a message for ``to`` (default: every peer); it leaves at the end of this loop iteration."""
+        targets = tuple(self.peers if to is None else (p for p in to if p != self.me))
+        if self._sock is None or not targets:
             return
-        self._outbox.append(jsonutil.dumps(message))
+        self._outbox.setdefault(targets, []).append(jsonutil.dumps(message))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             assert self._loop is not None
@@ -88,9 +89,13 @@ class PeerExchange:
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        outbox, self._outbox = self._outbox, []
-        for datagram in _pack(outbox):
-            for peer in self.peers:
+        outbox, self._outbox = self._outbox, {}
+        for targets, messages in outbox.items():
+            self._send_all(targets, messages)
+
+    def _send_all(self, targets: tuple[str, ...], messages: list[bytes]) -> None:
+        for datagram in _pack(messages):
+            for peer in targets:
                 try:
                     self._sock.sendto(datagram, self.path(peer))  # type: ignore[union-attr]
                     self.sent += 1

@@ -29,10 +29,20 @@ class InstanceState:
         self.role = info.role
         self.health = health
         self.breaker = breaker
+        self._reset_load()
+        self.remote: RemoteMetrics | None = None  # set by the metrics scraper (remote_metrics policy)
+
+    def _reset_load(self) -> None:
         self.in_flight = 0
         self.in_flight_tokens = 0
         self.requests_total = 0
-        self.remote: RemoteMetrics | None = None  # set by the metrics scraper (remote_metrics policy)
+
+    def add_load(self, requests: int, tokens: int) -> None:
+        """A leg starts (+1, +tokens) or ends (-1, -tokens) on this instance."""
+        self.in_flight += requests
+        self.in_flight_tokens += tokens
+        if requests > 0:
+            self.requests_total += requests
 
     def to_dict(self, now: float) -> dict:
         """The ``/registered`` view of this instance; ``now`` is the event-loop clock."""
@@ -106,6 +116,27 @@ class Registry:
         paused_changed = state.info.is_paused != info.is_paused
         self.add(info)
         return state, paused_changed
+
+    def adopt(self, state: InstanceState) -> None:
+        """Insert a state built elsewhere (a worker mirroring the shared registry), replacing any
+        instance at the same (host, port)."""
+        self._instances[state.info.key] = state
+        self._routable.clear()
+
+    def new_state(self, info: InstanceInfo, health: Health) -> tuple[HealthTracker, CircuitBreaker]:
+        """The health tracker and breaker a new instance gets (thresholds from this registry)."""
+        tracker = HealthTracker(
+            failure_threshold=self._failure_threshold, success_threshold=self._success_threshold, state=health
+        )
+        return tracker, self._breaker_factory()
+
+    def set_health(self, state: InstanceState, health: Health) -> None:
+        """Take a health verdict decided elsewhere (the supervisor of a multi-worker router)."""
+        if state.health.state is not health:
+            if state.health.state.routable != health.routable:
+                self._routable.clear()
+            state.health.state = health
+            state.health.failures = state.health.successes = 0
 
     def remove(self, key: tuple[str, int]) -> InstanceState | None:
         """Forget an instance; requests already running on it finish and release normally."""

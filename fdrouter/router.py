@@ -26,6 +26,7 @@ from .errors import (
     UpstreamStatus,
     UpstreamTimeout,
 )
+from .fleet_link import FleetLink
 from .generation_pool import Response
 from .health_monitor import HealthMonitor
 from .health_state import Health
@@ -37,7 +38,9 @@ from .pd_relay import relay_attempt
 from .pd_reschedule import Reschedule
 from .policies import RoutingFacts, make_policy
 from .registry import InstanceState, Registry
+from .router_control import RouterControl
 from .router_metrics import InstanceRow, RouterMetrics
+from .shared_state import SharedState
 from .sink import Sink
 from .stats import CacheStats, StatsLog, UsageTap
 from .upstream import UpstreamClient
@@ -47,14 +50,16 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class Router:
+class Router(RouterControl):
     """Registry, policies, upstream sessions and health monitor for one router process.
 
     An async context manager: sessions are opened and static instances probed on enter,
     everything is closed on exit, in reverse order, even if start-up failed half-way.
     """
 
-    def __init__(self, config: RouterConfig, *, metrics: RouterMetrics | None = None) -> None:
+    def __init__(self, config: RouterConfig, *, metrics: RouterMetrics | None = None,
+                 shared: SharedState | None = None) -> None:
+        """``shared``: this router is one worker of a multi-worker router (``fleet_link.py``)."""
         self.config = config
         self.metrics = metrics or RouterMetrics()
         self.registry = Registry(
@@ -90,6 +95,8 @@ class Router:
         self._probing: set[str] = set()  # instances with a confirming health probe under way
         self._stack: AsyncExitStack | None = None
         self.metrics.bind(instances=self._metric_rows)
+        self._link = FleetLink(self, shared) if shared is not None else None
+        self._sharing = tuple(role for role, p in self.policies.items() if p.learns) if shared is not None else ()
 
     def _metric_rows(self) -> list[InstanceRow]:
         now = asyncio.get_running_loop().time()
@@ -105,12 +112,15 @@ class Router:
         async with AsyncExitStack() as stack:
             await stack.enter_async_context(self.upstream)
             stack.push_async_callback(self._cancel_background)
-            await self._add_static_instances()
-            self.monitor.start()
-            stack.push_async_callback(self.monitor.stop)
-            if self.scraper is not None:
-                self.scraper.start()
-                stack.push_async_callback(self.scraper.stop)
+            if self._link is not None:  # a worker: the supervisor probes, scrapes and adds static instances
+                await stack.enter_async_context(self._link)
+            else:
+                await self._add_static_instances()
+                self.monitor.start()
+                stack.push_async_callback(self.monitor.stop)
+                if self.scraper is not None:
+                    self.scraper.start()
+                    stack.push_async_callback(self.scraper.stop)
             if self.stats_log is not None:
                 self.stats_log.start()
                 stack.push_async_callback(self.stats_log.stop)
@@ -156,6 +166,8 @@ class Router:
         """Validate, health-probe and add an instance; registering twice keeps one entry."""
         info = InstanceInfo.from_dict(body)
         self._modes_role_check(info)
+        if self._link is not None:
+            return await self._link.register(info)
         # A known healthy instance re-registering is a heartbeat (FastDeploy's engines re-post every
         # 5 s): the health monitor probes it already, so no probe and no log line, just the new info.
         heartbeat = self.registry.heartbeat(info)
@@ -176,12 +188,6 @@ class Router:
             self.registry.observe(state, True)
         return state
 
-    def decode_instances(self, version: str | None) -> list[dict]:
-        """FastDeploy's ``GET /decode_instances[?version=V]``: healthy decode instances (paused too:
-        a prefill instance may pre-connect to one), of that version if given, as FastDeploy lists them."""
-        return [s.info.to_fastdeploy_dict(version=True) for s in self.registry.all()
-                if s.role is Role.DECODE and s.health.state.routable and version in (None, s.info.version)]
-
     def deregister(self, body: Any) -> InstanceState:
         """Remove an instance named by a /register body or by host_ip + port."""
         if not isinstance(body, dict):
@@ -189,14 +195,22 @@ class Router:
         probe = dict(body)
         probe.setdefault("role", "mixed")  # only host and port identify an instance
         info = InstanceInfo.from_dict(probe)
-        state = self.registry.remove(info.key)
+        if self._link is not None:
+            state = self._link.deregister(info.key)
+        else:
+            state = self.registry.remove(info.key)
+            if state is not None:
+                self.forget(state)
         if state is None:
             raise NotFound(f"no instance registered at {info.url}")
         log.info("deregistered %s instance %s", state.role.value, state.url)
+        return state
+
+    def forget(self, state: InstanceState) -> None:
+        """Drop what the metrics and policies keep about a removed instance."""
         self.metrics.forget_instance(state.url)
         for policy in self.policies.values():
             policy.forget(state.url)
-        return state
 
     # -- generation --------------------------------------------------------------------
 
@@ -232,7 +246,10 @@ class Router:
             if healthy:
                 detail += ", the rest with an open circuit or already tried"
             raise NoHealthyInstance(f"no healthy {role.value} instance available ({detail})")
-        return self.policies[role].choose(candidates, facts)
+        choice = self.policies[role].choose(candidates, facts)
+        if role in self._sharing:  # a learning policy: the other workers learn this decision too
+            self._link.share(role, choice.url, facts)  # type: ignore[union-attr]
+        return choice
 
     async def generate(
         self,
@@ -249,6 +266,8 @@ class Router:
         An attempt that fails before any byte reached the client is retried on another
         instance (another pair in splitwise mode), with exponential backoff and full jitter.
         """
+        if self._link is not None:
+            self._link.poll()  # what other workers registered, the supervisor's verdicts: three word reads
         facts = self._facts(body, headers or {})
         extra = f"X-Request-Id: {request_id}\r\n".encode() if request_id else b""
         failed: set[str] = set()
@@ -355,7 +374,9 @@ class Router:
 
     def _confirm_health(self, instance: InstanceState) -> None:
         """An instance answered 5xx other than 502/503/504: probe it now, in the background, once at a time."""
-        if instance.url not in self._probing:
+        if self._link is not None:
+            self._link.request_probe(instance.url)  # the supervisor owns the verdicts
+        elif instance.url not in self._probing:
             self._probing.add(instance.url)
             self._spawn(self._probe_now(instance))
 
@@ -398,51 +419,6 @@ class Router:
             leg.answered()
             async for _ in resp.iter_chunks():  # prefill's own answer is not the client's: drain, keep nothing
                 pass
-
-    # -- control -----------------------------------------------------------------------
-
-    def abort(self, body: Any) -> int:
-        """Forward an abort to every instance in the background; returns how many were asked."""
-        if not isinstance(body, dict):
-            raise BadRequest("abort body must be a JSON object with 'req_ids' or 'abort_all'")
-        req_ids = body.get("req_ids")
-        abort_all = body.get("abort_all", False)
-        if not isinstance(abort_all, bool):
-            raise BadRequest("field 'abort_all' must be true or false")
-        if req_ids is not None and (not isinstance(req_ids, list) or not all(isinstance(r, str) for r in req_ids)):
-            raise BadRequest("field 'req_ids' must be a list of strings")
-        if not abort_all and not req_ids:
-            raise BadRequest("give 'req_ids' (a non-empty list) or 'abort_all': true")
-        targets = self.registry.all()
-        for state in targets:
-            self._spawn(self._abort_one(state, body))
-        return len(targets)
-
-    async def _abort_one(self, state: InstanceState, body: dict) -> None:
-        try:
-            status, _, _ = await self.upstream.control_request(
-                "POST", state.url + "/v1/abort_requests", lane="abort", json=body)
-            if status >= 300:
-                log.warning("abort on %s answered HTTP %s", state.url, status)
-        except RouterError as exc:
-            log.warning("abort on %s failed: %s", state.url, exc.message)
-
-    def needed_roles(self) -> tuple[Role, ...]:
-        """Roles that must have a healthy instance for the router to serve."""
-        return (Role.PREFILL, Role.DECODE) if self.config.splitwise else (Role.MIXED,)
-
-    async def check_instances(self) -> dict[str, int]:
-        """Probe every instance now; healthy count per needed role."""
-        await self.monitor.run_round()
-        return {role.value: len(self.registry.routable(role)) for role in self.needed_roles()}
-
-    async def models(self) -> tuple[int, bytes, str]:
-        """``GET /v1/models`` from a healthy instance that serves generation."""
-        role = Role.DECODE if self.config.splitwise else Role.MIXED
-        candidates = self.registry.routable(role)
-        if not candidates:
-            raise NoHealthyInstance(f"no healthy {role.value} instance to list models from")
-        return await self.upstream.control_request("GET", candidates[0].url + "/v1/models", lane="models")
 
     def in_flight(self) -> int:
         """Requests in flight across every registered instance."""

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from . import handlers
 from .admission import AdmissionControl
-from .app_state import ACTIVE_KEY, ADMISSION_KEY, CONFIG_KEY, GENERATION_KEY, ROUTER_KEY
+from .app_state import ACTIVE_KEY, ADMISSION_KEY, CONFIG_KEY, GENERATION_KEY, ROUTER_KEY, WORKER_KEY
 from .client_guard import ClientLimits, GuardedSite
 from .config import RouterConfig
 from .front import LeanFront
@@ -23,27 +23,39 @@ from .generation_service import GenerationService
 from .responses import error_middleware
 from .router import Router
 from .router_metrics import RouterMetrics
+from .shared_admission import SharedAdmission
+from .shared_state import SharedState
 from .validate import CHAT, COMPLETIONS
 
 log = logging.getLogger(__name__)
 
 
-def build_app(config: RouterConfig) -> web.Application:
-    """The aiohttp application; the Router lives in its lifecycle (cleanup_ctx)."""
+def build_app(config: RouterConfig, *, shared: SharedState | None = None) -> web.Application:
+    """The aiohttp application; the Router lives in its lifecycle (cleanup_ctx).
+
+    ``shared``: the app is one worker of a multi-worker router (``supervisor.py``).
+    """
     app = web.Application(client_max_size=config.max_body_bytes, middlewares=[error_middleware])
     app[CONFIG_KEY] = config
 
     app[ACTIVE_KEY] = set()
-    app[ADMISSION_KEY] = AdmissionControl(
-        max_concurrent=config.max_concurrent_requests,
-        queue_size=config.queue_size,
-        queue_timeout_secs=config.queue_timeout_secs,
-    )
+    if shared is None:
+        app[ADMISSION_KEY] = AdmissionControl(
+            max_concurrent=config.max_concurrent_requests,
+            queue_size=config.queue_size,
+            queue_timeout_secs=config.queue_timeout_secs,
+        )
+    else:
+        assert shared.worker is not None
+        app[ADMISSION_KEY] = SharedAdmission(
+            config.max_concurrent_requests, shm=shared.shm, worker=shared.worker, queue_size=config.queue_size,
+            queue_timeout_secs=config.queue_timeout_secs)
+        app[WORKER_KEY] = shared.worker
 
     async def router_ctx(app: web.Application) -> AsyncIterator[None]:
         admission = app[ADMISSION_KEY]
         metrics = RouterMetrics(admission=lambda: (admission.active, admission.queued))
-        async with Router(config, metrics=metrics) as router:
+        async with Router(config, metrics=metrics, shared=shared) as router:
             app[ROUTER_KEY] = router
             app[GENERATION_KEY] = GenerationService(router, config, admission, app[ACTIVE_KEY])
             yield
@@ -71,11 +83,14 @@ class RouterServer:
     servers alike; ``server.url`` is where it listens (port 0 picks a free port).
     """
 
-    def __init__(self, config: RouterConfig, *, shutdown_timeout: float | None = None) -> None:
+    def __init__(self, config: RouterConfig, *, shutdown_timeout: float | None = None,
+                 shared: SharedState | None = None) -> None:
         """``shutdown_timeout`` (default: the config's grace period) is how long close() lets
-        in-flight requests finish before cancelling them."""
+        in-flight requests finish before cancelling them. ``shared``: one worker of a
+        multi-worker router, bound with SO_REUSEPORT to the port its supervisor reserved."""
         self.config = config
-        self.app = build_app(config)
+        self.shared = shared
+        self.app = build_app(config, shared=shared)
         if shutdown_timeout is None:
             shutdown_timeout = config.shutdown_grace_period_secs
         self.shutdown_timeout = shutdown_timeout
@@ -112,7 +127,7 @@ class RouterServer:
                 assert self._runner.server is not None
                 front = LeanFront(self.app[GENERATION_KEY], self.limits, self._runner.server)
             site = GuardedSite(self._runner, self.config.host, self.config.port, limits=self.limits, front=front,
-                               backlog=2048, reuse_address=True)
+                               backlog=2048, reuse_address=True, reuse_port=self.shared is not None)
             await site.start()
         except BaseException:
             await self._runner.cleanup()

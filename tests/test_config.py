@@ -151,6 +151,8 @@ def test_every_setting_is_reachable_from_yaml_and_from_its_flag_with_the_same_me
             value = "round_robin"
         elif name == "health_check_endpoint":
             value = "/x"
+        elif name == "workers":
+            value = "3"
         elif name in ("max_body_bytes", "max_response_bytes"):
             value = 4096
         elif name == "retry_initial_backoff_secs":

@@ -69,3 +69,14 @@ def test_the_heartbeat_fields_are_kept_and_the_info_stays_hashable():
     assert "version" not in info.to_fastdeploy_dict()  # disaggregate_info stays as it was
     assert info.to_fastdeploy_dict(version=True)["version"] == "v2"
     assert InstanceInfo.from_dict({**body, "version": None, "is_paused": None}).is_paused is False
+
+
+def test_a_registration_round_trips_through_its_register_dict_extras_included():
+    body = {"role": "prefill", "host_ip": "10.0.0.5", "port": "8000", "metrics_port": 8001, "connector_port": 8002,
+            "engine_worker_queue_port": 8003, "transfer_protocol": ["ipc", "rdma"], "rdma_ports": [7000, "7001"],
+            "device_ids": [0, 1], "tp_size": 2, "version": "v2", "is_paused": True,
+            "connected_decodes": [{"host_ip": "10.0.0.6", "port": "8000"}], "engine_extra": {"x": 1}}
+    info = InstanceInfo.from_dict(body)
+    again = InstanceInfo.from_dict(info.to_register_dict())
+    assert again == info and again.extra == {"engine_extra": {"x": 1}}
+    assert again.connected_decodes == info.connected_decodes

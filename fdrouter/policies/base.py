@@ -82,6 +82,13 @@ class Policy(Protocol):
     def forget(self, url: str) -> None:
         """Drop per-instance state: the router calls it when ``url`` is deregistered."""
 
+    learns: ClassVar[bool]
+    """Whether the policy learns from its own decisions (cache-aware ones): then every worker of a
+    multi-worker router tells the others what it decided, and they ``learn`` it."""
+
+    def learn(self, url: str, facts: RoutingFacts) -> None:
+        """Record that another process of this router sent a request with ``facts`` to ``url``."""
+
 
 class BasePolicy:
     """The protocol's defaults: no routing facts, the ``x-session-id`` header, nothing to forget."""
@@ -95,6 +102,11 @@ class BasePolicy:
 
     def forget(self, url: str) -> None:
         """Nothing to drop by default."""
+
+    learns: ClassVar[bool] = False
+
+    def learn(self, url: str, facts: RoutingFacts) -> None:
+        """Nothing to learn by default."""
 
 
 __all__ = ["DEFAULT_SESSION_HEADER", "FACTS", "BasePolicy", "C", "Candidate", "Policy", "RemoteMetrics", "RoutingFacts"]

@@ -82,9 +82,17 @@ class CacheAware(BasePolicy):
         """Nodes in the prefix tree."""
         return self.tree.node_count()
 
+    learns = True
+
     def forget(self, url: str) -> None:
         """Drop everything recorded for an instance (the router calls this on deregistration)."""
         self.tree.remove_tenant(url)
+
+    def learn(self, url: str, facts: RoutingFacts) -> None:
+        """Record another worker's decision, as ``choose`` records its own."""
+        key: Key | None = facts.prompt_blocks or facts.prompt_text
+        if key:
+            self.tree.insert(key, url, facts.now)
 
     def choose(self, candidates: Sequence[C], facts: RoutingFacts) -> C:
         now = facts.now

@@ -113,6 +113,12 @@ class FdCacheAware(BasePolicy):
         self._record_hashes(choice.url, hashes, facts.now)
         return choice
 
+    learns = True
+
+    def learn(self, url: str, facts: RoutingFacts) -> None:
+        """Record another worker's decision, as ``choose`` records its own."""
+        self._record_hashes(url, self._hashes(facts), facts.now)
+
     def _hashes(self, facts: RoutingFacts) -> Sequence[bytes | int]:
         if facts.prompt_blocks is not None:
             return facts.prompt_blocks
