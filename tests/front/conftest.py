@@ -1,6 +1,6 @@
-"""The lean front end's tests run on both event loops: asyncio's (the tests' default) and uvloop
-(what ``fdrouter serve`` runs on), whose transports differ in the details this code relies on
-(``set_protocol`` mid-connection, ``write_eof``, pausing reads)."""
+"""The lean front end's tests run on uvloop (what ``fdrouter serve`` runs on); those whose outcome
+depends on the transport's details (``set_protocol`` mid-connection, ``write_eof``, pausing reads)
+also on asyncio's loop, which embedders and the rest of the suite use."""
 
 from __future__ import annotations
 
@@ -13,9 +13,14 @@ import uvloop
 
 from fdrouter.front import FrontConnection
 
+# parsing and timers: the same code whatever the loop
+_UVLOOP_ONLY = ("test_heads.py", "test_slow_clients.py")
+
 
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> Mapping[str, Callable[[], Any]]:
-    """Every async test here runs once per event loop."""
+    """The event loops an async test here runs on."""
+    if item.path.name in _UVLOOP_ONLY:
+        return {"uvloop": uvloop.new_event_loop}
     return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
 
 
