@@ -6,8 +6,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Protocol, TypeVar
 
-# Routing facts a policy may ask for in ``needs``; the router extracts only those.
-FACTS = frozenset({"prompt_tokens", "prompt_text", "session_key", "remote_metrics"})
+# Routing facts a policy may ask for in ``needs``; the router extracts only those. Two are
+# background jobs rather than facts: ``remote_metrics`` (the /metrics scraper fills
+# ``Candidate.remote``) and ``kv_events`` (the KV-event subscriber fills the policy's own
+# ``kv_index``, a ``fdrouter.kv_events.KvIndex``, with keys of ``block_tokens``-token blocks).
+FACTS = frozenset({"prompt_tokens", "prompt_text", "prompt_blocks", "session_key", "remote_metrics", "kv_events"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +49,10 @@ class RoutingFacts:
     """Estimated prompt tokens (``len(text) // 4``); needs ``prompt_tokens``."""
     prompt_text: str | None = None
     """The prompt as one string (chat contents joined); needs ``prompt_text``."""
+    prompt_blocks: Sequence[int] | None = None
+    """The prompt's chained cache-block keys, when the caller knows them (needs ``prompt_blocks``):
+    the simulator passes the keys its instances' caches use (a trace's block ids, or its text
+    hashes). The router has only text and leaves it None; a policy then keys ``prompt_text``."""
     session_key: str | None = None
     """Session id from the configured header or the body's ``user``; needs ``session_key``."""
     now: float = 0.0
