@@ -17,7 +17,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from fdrouter.sim.kvcache import CHARS_PER_TOKEN, text_block_hashes, token_block_hashes
+from fdrouter.kv_events.hashing import text_block_keys, token_block_keys
+from fdrouter.sim.kvcache import CHARS_PER_TOKEN
 from fdrouter.validate import prompt_text as _router_prompt_text
 
 __all__ = [
@@ -72,13 +73,15 @@ def prompt_blocks(body: dict[str, Any], chat: bool, block_tokens: int | None) ->
     """(estimated prompt tokens, chained block hashes); no hashing when `block_tokens` is None.
 
     The estimate is the router's: len(text) // 4 (OpenAI's rule of thumb); token ids count exactly.
+    The hashes are the KV-event block keys (`fdrouter.kv_events.hashing`, the same in every
+    process), so what the mock publishes is what the router computes from the prompt.
     """
     ids = None if chat else token_ids(body.get("prompt"))
     if ids is not None:
-        return max(1, len(ids)), (() if block_tokens is None else token_block_hashes(ids, block_tokens))
+        return max(1, len(ids)), (() if block_tokens is None else token_block_keys(ids, block_tokens))
     text = prompt_text(body, chat)
     tokens = max(1, len(text) // CHARS_PER_TOKEN)
-    return tokens, (() if block_tokens is None else text_block_hashes(text, block_tokens))
+    return tokens, (() if block_tokens is None else text_block_keys(text, block_tokens))
 
 
 def completion_tokens(body: dict[str, Any], output_tokens: int) -> int:
