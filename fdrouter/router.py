@@ -31,6 +31,7 @@ from .errors import (
 from .health_monitor import HealthMonitor
 from .health_state import Health
 from .instances import InstanceInfo, Role
+from .kv_events.subscriber import KvEventSubscriber, feeds_for
 from .legs import Leg
 from .metrics_scraper import MetricsScraper
 from .pd import pd_request
@@ -77,6 +78,11 @@ class Router:
             MetricsScraper(self.registry, self.upstream, interval=config.metrics_scrape_interval_secs)
             if "remote_metrics" in needs else None
         )
+        feeds = feeds_for(self.policies)
+        self.kv_subscriber = KvEventSubscriber(
+            self.registry, self.upstream, feeds, path=config.kv_events_path,
+            idle_timeout=config.kv_events_idle_timeout_secs, connect_timeout=config.connect_timeout_secs,
+            retry_secs=config.kv_events_retry_secs) if feeds else None
         self._max_retries = 0 if config.disable_retries else config.retry_max_retries
         self._backoff_initial = config.retry_initial_backoff_secs
         self._backoff_max = config.retry_max_backoff_secs
@@ -103,9 +109,10 @@ class Router:
             await self._add_static_instances()
             self.monitor.start()
             stack.push_async_callback(self.monitor.stop)
-            if self.scraper is not None:
-                self.scraper.start()
-                stack.push_async_callback(self.scraper.stop)
+            for job in (self.scraper, self.kv_subscriber):
+                if job is not None:
+                    job.start()
+                    stack.push_async_callback(job.stop)
             self._stack = stack.pop_all()
         return self
 
