@@ -76,6 +76,7 @@ def simulate(
     policy_options: Mapping[str, Any] | None = None,
     workload_options: Mapping[str, Any] | None = None,
     scrape_interval: float = 1.0,
+    kv_event_delay: float = 0.0,
     progress: bool = False,
 ) -> SimResult:
     """Simulate a cluster behind routing policies; deterministic for a given ``seed``.
@@ -88,7 +89,8 @@ def simulate(
     ``workload`` is a name (see ``available_workloads()``, with ``workload_options`` going
     to its generator; ``requests`` defaults to 1000), ``trace:PATH`` or any iterable of
     ``Request`` in arrival order (for these two ``rate`` is unused and ``requests``, if
-    given, keeps only the first that many). In splitwise mode,
+    given, keeps only the first that many). ``kv_event_delay``: seconds until a change of an
+    instance's prefix cache reaches a ``kv_events`` policy's index. In splitwise mode,
     ``prefill`` and ``decode`` default to half of ``instances`` each.
 
     Bad input (unknown names, bad options, a bad trace, ``rate <= 0``) raises ``ValueError``.
@@ -102,7 +104,7 @@ def simulate(
         decode = max(1, instances - instances // 2) if decode is None else decode
     config = ClusterConfig(
         instances=instances, splitwise=splitwise, prefill=prefill or 1, decode=decode or 1,
-        engine=engine or EngineModel(), scrape_interval=scrape_interval,
+        engine=engine or EngineModel(), scrape_interval=scrape_interval, kv_event_delay=kv_event_delay,
     )
     specs = {PREFILL: prefill_policy, DECODE: decode_policy} if splitwise else {MIXED: policy}
     built = build_policies(specs, policy_options or {}, seed)

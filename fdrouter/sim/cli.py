@@ -49,6 +49,8 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--decode-policy", default="request_num", help="decode policy (default request_num)")
     p.add_argument("--policy-option", dest="policy_option", action="append", type=_option, default=[],
                    metavar="KEY=VALUE", help="policy option, repeatable, e.g. cache_threshold=0.5")
+    p.add_argument("--kv-event-delay", type=float, default=0.0, metavar="SECONDS",
+                   help="delay of the instances' KV events to the kv_events policy's index (default 0)")
     p.add_argument("--json", action="store_true",
                    help="print the summary as one JSON object; for a given seed it is byte-identical "
                    "on every run except its \"meta\" key (wall time, version)")
@@ -104,6 +106,8 @@ def run_simulate(args: argparse.Namespace) -> int:
         return _error(f"--rate must be > 0 requests/s, got {args.rate:g}")
     if args.requests < 1:
         return _error(f"--requests must be >= 1, got {args.requests}")
+    if not args.kv_event_delay >= 0:
+        return _error(f"--kv-event-delay must be >= 0 s, got {args.kv_event_delay:g}")
     if args.splitwise and args.policy is not None:
         print("fdrouter simulate: note: --policy is unused with --splitwise; "
               "use --prefill-policy and --decode-policy", file=sys.stderr)
@@ -112,7 +116,8 @@ def run_simulate(args: argparse.Namespace) -> int:
             policy=args.policy or "request_num", workload=args.workload, instances=args.instances,
             requests=args.requests, rate=args.rate, seed=args.seed, splitwise=args.splitwise,
             prefill=args.prefill, decode=args.decode, prefill_policy=args.prefill_policy,
-            decode_policy=args.decode_policy, policy_options=dict(args.policy_option), progress=args.progress,
+            decode_policy=args.decode_policy, policy_options=dict(args.policy_option),
+            kv_event_delay=args.kv_event_delay, progress=args.progress,
         )
     except ValueError as exc:  # TraceError included
         return _error(str(exc))

@@ -21,6 +21,8 @@ from .blocks import BlockHasher
 from .engine_model import EngineModel
 from .events import Event, Kind
 from .instance import DECODE, MIXED, PREFILL, Job, SimInstance
+from .kv_feed import KvFeed
+from .kv_feed import apply as apply_kv_event
 from .workloads import Request
 
 
@@ -45,6 +47,8 @@ class ClusterConfig:
     kv_transfer_per_token_s: float = 0.000005
     """Per prompt token: a tenth of the prefill cost per token, since layer-wise transfer
     overlaps most of it with the prefill itself (as Splitwise and DistServe pipeline it)."""
+    kv_event_delay: float = 0.0
+    """Seconds from a change of an instance's prefix cache to the router's ``kv_events`` index."""
 
     def __post_init__(self) -> None:
         counts = ("prefill", "decode") if self.splitwise else ("instances",)
@@ -55,6 +59,8 @@ class ClusterConfig:
             raise ValueError(f"scrape_interval must be > 0, got {self.scrape_interval}")
         if self.kv_transfer_base_s < 0 or self.kv_transfer_per_token_s < 0:
             raise ValueError("KV transfer costs must be >= 0")
+        if not self.kv_event_delay >= 0:
+            raise ValueError(f"kv_event_delay must be >= 0, got {self.kv_event_delay}")
 
 
 class Simulator:
@@ -79,6 +85,7 @@ class Simulator:
         needs = frozenset().union(*(p.needs for p in policies.values()))
         self._needs_text = bool(needs & {"prompt_tokens", "prompt_text"})  # the router parses both or neither
         self._needs_session = "session_key" in needs
+        self._needs_blocks = "prompt_blocks" in needs
         self._hasher = BlockHasher(engine.block_tokens)
         self._requests = iter(requests)
         self._on_finish = on_finish
@@ -94,7 +101,15 @@ class Simulator:
             Kind.KV_READY: self._on_kv_ready,
             Kind.SCRAPE: self._on_scrape,
             Kind.ARRIVAL: self._on_arrival,
+            Kind.KV_EVENT: apply_kv_event,
         }
+        for role, policy in policies.items():  # a kv_events policy's index hears of its instances' caches
+            index = getattr(policy, "kv_index", None)
+            if "kv_events" in policy.needs and index is not None:
+                for inst in self.candidates.get(role, ()):
+                    if inst.cache is not None:
+                        inst.cache.listener = KvFeed(inst.url, index, config.kv_event_delay,
+                                                     clock=lambda: self.now, push=self._push)
 
     @property
     def finished(self) -> int:
@@ -145,6 +160,7 @@ class Simulator:
             prompt_tokens=tokens if self._needs_text else 0,
             prompt_text=prompt if self._needs_text else None,
             session_key=request.session if self._needs_session else None,
+            prompt_blocks=job.hashes if self._needs_blocks else None,
             now=self.now,
         )
         job.routed_tokens = facts.prompt_tokens
