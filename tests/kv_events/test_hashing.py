@@ -55,3 +55,9 @@ def test_the_mock_backend_keys_a_chat_prompt_exactly_as_the_router_computes_it()
     tokens, keys = prompt_blocks(body, True, 16)
     assert list(keys) == text_block_keys(prompt_text(body), 16)
     assert tokens == len(prompt_text(body)) // 4
+
+
+def test_the_test_vector_in_docs_kv_events_md():
+    # block_tokens 1: blocks of 4 characters; what an instance written in any language must reproduce
+    assert text_block_keys("abcdefgh", 1) == [0xF021BE6E492F0427, 0x6C4AAAEC52F2879D]
+    assert token_block_keys([1, 2, 3, 4], 2) == [3163248134828591078, 1993658516744913731]
