@@ -45,6 +45,43 @@ def text_block_keys(text: str, block_tokens: int) -> list[int]:
     return out
 
 
+class TextKeyer:
+    """``text_block_keys`` with a memo of (previous key, block text) -> key, for the router's hot path.
+
+    The prompts a router sees share long prefixes (system prompts, conversation histories): a
+    memo hit costs a dict lookup, ~5 times less than a blake2b call. The memo holds at most
+    ``memo_size`` blocks (~200 bytes each) and is simply emptied when full: a hot prefix is back
+    in it after one request.
+    """
+
+    __slots__ = ("block_tokens", "memo_size", "_memo")
+
+    def __init__(self, block_tokens: int, memo_size: int = 1 << 16) -> None:
+        self.block_tokens = block_tokens
+        self.memo_size = memo_size
+        self._memo: dict[tuple[int, str], int] = {}
+
+    def keys(self, text: str) -> list[int]:
+        """The same list as ``text_block_keys(text, self.block_tokens)``."""
+        step = self.block_tokens * CHARS_PER_TOKEN
+        memo = self._memo
+        out: list[int] = []
+        prev = -1  # no parent: keys are unsigned, so -1 is never one
+        for start in range(0, len(text) - step + 1, step):
+            block = text[start:start + step]
+            key = memo.get((prev, block))
+            if key is None:
+                parent = b"" if prev < 0 else prev.to_bytes(8, "big")
+                key = int.from_bytes(
+                    _blake2b(parent + block.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "big")
+                if len(memo) >= self.memo_size:
+                    memo.clear()
+                memo[(prev, block)] = key
+            out.append(key)
+            prev = key
+        return out
+
+
 def token_block_keys(tokens: Sequence[int], block_tokens: int) -> list[int]:
     """Chained keys of the full ``block_tokens``-id blocks of a token-id sequence (each id modulo 2**32)."""
     out: list[int] = []
@@ -56,4 +93,4 @@ def token_block_keys(tokens: Sequence[int], block_tokens: int) -> list[int]:
     return out
 
 
-__all__ = ["CHARS_PER_TOKEN", "HASH_SCHEME", "text_block_keys", "token_block_keys"]
+__all__ = ["CHARS_PER_TOKEN", "HASH_SCHEME", "TextKeyer", "text_block_keys", "token_block_keys"]

@@ -21,8 +21,8 @@ the same balance thresholds and their meaning:
 
 The prompt's blocks are ``facts.prompt_blocks`` when the caller has them (the simulator: its
 instances' own cache keys, or a trace's block ids), else the keys of ``facts.prompt_text``
-(``kv_events.hashing.text_block_keys`` with ``block_tokens``, the instances' block size: the
-subscriber refuses an instance announcing another). Apart from the short-lived guesses of
+(``kv_events.hashing.text_block_keys``, memoized by ``TextKeyer``, with ``block_tokens``, the
+instances' block size: the subscriber refuses an instance announcing another). Apart from the short-lived guesses of
 rule 3 the index changes only by events: what it says is what the instances said, as of the
 events' delay. ``forget(url)`` drops an instance from the index.
 """
@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
-from ..kv_events.hashing import text_block_keys
+from ..kv_events.hashing import TextKeyer
 from ..kv_events.index import DEFAULT_MAX_BLOCKS, DEFAULT_MAX_BLOCKS_PER_INSTANCE, KvIndex
 from .base import BasePolicy, C, RoutingFacts
 from .cache_aware import DEFAULT_BALANCE_ABS_THRESHOLD, DEFAULT_BALANCE_REL_THRESHOLD, DEFAULT_CACHE_THRESHOLD
@@ -81,6 +81,7 @@ class KvEvents(BasePolicy):
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
+        self._keyer = TextKeyer(self.block_tokens)
         self.kv_index = KvIndex(max_blocks=int(max_blocks), max_blocks_per_instance=int(max_blocks_per_instance))
         """Fed by the router's subscriber (or the simulator's feed); read by ``choose``."""
 
@@ -93,7 +94,7 @@ class KvEvents(BasePolicy):
         index.expire(facts.now)
         keys = facts.prompt_blocks
         if keys is None:
-            keys = text_block_keys(facts.prompt_text or "", self.block_tokens)
+            keys = self._keyer.keys(facts.prompt_text or "")
         choice = self._pick(candidates, keys)
         if self.pending_secs and keys:
             index.speculate(choice.url, keys, facts.now + self.pending_secs)

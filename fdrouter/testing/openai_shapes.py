@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from fdrouter.kv_events.hashing import text_block_keys, token_block_keys
+from fdrouter.kv_events.hashing import TextKeyer, token_block_keys
 from fdrouter.sim.kvcache import CHARS_PER_TOKEN
 from fdrouter.validate import prompt_text as _router_prompt_text
 
@@ -41,6 +41,9 @@ __all__ = [
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 DONE = b"data: [DONE]\n\n"
 """The last event of an OpenAI stream."""
+
+# One memoized keyer per block size: the prompts a mock sees share long prefixes.
+_KEYERS: dict[int, TextKeyer] = {}
 
 # Non-streaming content for a given token count; bounded so odd max_tokens values can't grow it forever.
 _CONTENT_CACHE: dict[int, str] = {}
@@ -81,7 +84,12 @@ def prompt_blocks(body: dict[str, Any], chat: bool, block_tokens: int | None) ->
         return max(1, len(ids)), (() if block_tokens is None else token_block_keys(ids, block_tokens))
     text = prompt_text(body, chat)
     tokens = max(1, len(text) // CHARS_PER_TOKEN)
-    return tokens, (() if block_tokens is None else text_block_keys(text, block_tokens))
+    if block_tokens is None:
+        return tokens, ()
+    keyer = _KEYERS.get(block_tokens)
+    if keyer is None:
+        keyer = _KEYERS[block_tokens] = TextKeyer(block_tokens)
+    return tokens, keyer.keys(text)
 
 
 def completion_tokens(body: dict[str, Any], output_tokens: int) -> int:

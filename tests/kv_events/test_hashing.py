@@ -6,7 +6,10 @@ import os
 import subprocess
 import sys
 
-from fdrouter.kv_events.hashing import text_block_keys, token_block_keys
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fdrouter.kv_events.hashing import TextKeyer, text_block_keys, token_block_keys
 from fdrouter.policies.fd_cache_aware import block_hashes
 from fdrouter.testing.openai_shapes import prompt_blocks
 from fdrouter.validate import prompt_text
@@ -61,3 +64,10 @@ def test_the_test_vector_in_docs_kv_events_md():
     # block_tokens 1: blocks of 4 characters; what an instance written in any language must reproduce
     assert text_block_keys("abcdefgh", 1) == [0xF021BE6E492F0427, 0x6C4AAAEC52F2879D]
     assert token_block_keys([1, 2, 3, 4], 2) == [3163248134828591078, 1993658516744913731]
+
+
+@given(st.lists(st.text(alphabet="ab\u00e9\ud800", max_size=40), max_size=12), st.integers(1, 4))
+def test_the_memoized_keyer_gives_the_same_keys_even_across_a_full_memo(texts, memo_size):
+    keyer = TextKeyer(1, memo_size=memo_size)
+    for text in texts:
+        assert keyer.keys(text) == text_block_keys(text, 1)
