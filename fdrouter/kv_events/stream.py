@@ -35,7 +35,7 @@ class Incompatible(Exception):
 class StreamState:
     """What the router knows of one instance's stream (see the module docstring)."""
 
-    __slots__ = ("url", "index", "block_tokens", "scheme", "epoch", "seq", "_await", "batches", "resyncs")
+    __slots__ = ("url", "index", "block_tokens", "scheme", "epoch", "seq", "_await", "lines", "batches", "resyncs")
 
     def __init__(self, url: str, index: KvIndex, *, block_tokens: int, scheme: str) -> None:
         self.url = url
@@ -46,6 +46,8 @@ class StreamState:
         self.seq: int | None = None
         """Sequence number of the last batch applied (None: nothing trusted, ask for a snapshot)."""
         self._await = "hello"  # what the next line must be: "hello", "snapshot" or "batch"
+        self.lines = 0
+        """Lines accepted (hello, batches, pings) over the lifetime of this object."""
         self.batches = 0
         """Batches applied over the lifetime of this object."""
         self.resyncs = 0
@@ -81,6 +83,7 @@ class StreamState:
             self._batch(line)
         elif isinstance(line, Ping) and self._await == "batch" and line.seq != self.seq:
             raise Resync(f"gap: ping at seq {line.seq}, last batch applied {self.seq}")
+        self.lines += 1
 
     def _hello(self, hello: Hello) -> None:
         if self._await != "hello":

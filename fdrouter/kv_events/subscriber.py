@@ -140,9 +140,10 @@ class KvEventSubscriber(Periodic):
         """Read the stream, reconnecting for ever (until cancelled by reconcile or stop)."""
         delay, failures = self._retry, 0  # failures in a row: only the first is logged loudly
         while True:
-            applied = stream.batches
+            accepted = stream.lines
             try:
                 await self._read(state, stream)  # returns when the instance ends the stream cleanly
+                failures = 0
             except Resync as exc:
                 log.warning("KV events of %s: %s; resyncing from a snapshot", state.url, exc)
                 stream.reset()
@@ -153,12 +154,12 @@ class KvEventSubscriber(Periodic):
                 failures, delay = failures + 1, self._max_retry
             except (RouterError, aiohttp.ClientError, OSError, TimeoutError) as exc:
                 message = exc.message if isinstance(exc, RouterError) else f"{type(exc).__name__}: {exc}"
-                failures = 0 if stream.batches > applied else failures
+                failures = 0 if stream.lines > accepted else failures
                 log.log(logging.DEBUG if failures else logging.WARNING,
                         "KV events of %s: %s; reconnecting with the cursor kept", state.url, message)
                 failures += 1
-            if stream.batches > applied:  # it worked for a while: start the backoff over
-                delay, failures = self._retry, 0
+            if stream.lines > accepted:  # it worked for a while: start the backoff over
+                delay = self._retry
             await asyncio.sleep(self._rng.uniform(delay / 2, delay))
             delay = min(delay * 2, self._max_retry)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from fdrouter.testing import MockBackend, wait_until
 from fdrouter.testing.mock_cluster import Cluster
 
@@ -121,3 +123,15 @@ async def test_an_instance_keying_other_blocks_is_not_indexed(cluster):
     assert len(backend.prefix_cache) > 0
     assert _index(c).blocks_of(backend.url) == set()
     assert c.server.router.kv_subscriber.streams()[backend.url].epoch is None
+
+
+async def test_an_instance_that_went_away_is_logged_once_loudly_then_retried_quietly(cluster, caplog):
+    c = await _kv_cluster(cluster, mixed=1, health_check_interval_secs=60)
+    backend = c.backends[0]
+    stream = c.server.router.kv_subscriber.streams()[backend.url]
+    caplog.set_level(logging.DEBUG, logger="fdrouter.kv_events.subscriber")
+    await backend.close()
+    assert await wait_until(lambda: sum(backend.url in r.getMessage() for r in caplog.records) >= 4)
+    loud = [r for r in caplog.records if backend.url in r.getMessage() and r.levelno >= logging.WARNING]
+    assert len(loud) == 1
+    assert stream.seq is not None  # the cursor is kept for when it comes back
