@@ -135,3 +135,15 @@ async def test_an_instance_that_went_away_is_logged_once_loudly_then_retried_qui
     loud = [r for r in caplog.records if backend.url in r.getMessage() and r.levelno >= logging.WARNING]
     assert len(loud) == 1
     assert stream.seq is not None  # the cursor is kept for when it comes back
+
+
+async def test_in_splitwise_only_the_role_whose_policy_needs_events_is_subscribed(cluster):
+    c = await cluster(prefill=2, decode=1, splitwise=True, prefill_policy="kv_events", kv_events_retry_secs=0.05)
+    router = c.server.router
+    assert await wait_until(lambda: set(router.kv_subscriber.streams()) == {b.url for b in c.prefill})
+    index = router.policies[next(r for r in router.policies if r.value == "prefill")].kv_index
+    for prompt in PROMPTS:
+        assert (await c.chat(prompt))[0] == 200
+    assert await wait_until(lambda: all(index.blocks_of(b.url) == set(b.prefix_cache.keys()) for b in c.prefill))
+    assert sum(len(b.prefix_cache) for b in c.prefill) > 0
+    assert c.decode[0].kv_events.subscriptions == 0
