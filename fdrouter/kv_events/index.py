@@ -198,6 +198,11 @@ class KvIndex:
         slot = self._slots.get(url)
         return set() if slot is None else set(self._own[slot])
 
+    def size_of(self, url: str) -> int:
+        """How many blocks ``url`` reports holding (0 if unknown)."""
+        slot = self._slots.get(url)
+        return 0 if slot is None else len(self._own[slot])
+
     def holders(self, key: int) -> list[str]:
         """Instances holding ``key``."""
         return self._urls_of(self._holders.get(key, 0))

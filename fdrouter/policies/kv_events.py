@@ -12,7 +12,9 @@ the same balance thresholds and their meaning:
    ``max > min * balance_rel_threshold`` (in-flight requests): pick the least loaded.
 2. Otherwise find the candidates caching the longest run of the prompt's leading blocks. If
    those blocks are at least ``cache_threshold`` of the prompt's blocks, pick the least loaded
-   of them; else the least loaded candidate.
+   of them; else the least loaded candidate, and among equally loaded ones the one reporting
+   the fewest cached blocks (``cache_aware`` takes the first: under light load it piles every
+   new prefix onto one instance).
 3. Count the chosen instance as holding the prompt's blocks for ``pending_secs``
    (``KvIndex.speculate``): its events confirm them only once it admitted the request, and
    until then a burst of requests with the same new prefix must not scatter. The events'
@@ -111,7 +113,12 @@ class KvEvents(BasePolicy):
         if matched and matched / len(keys) >= self.cache_threshold:
             held = set(holders)
             return least_loaded([c for c in candidates if c.url in held])
-        return least_loaded(candidates)
+        # no instance has enough of it: the least loaded, and of those the one reporting the fewest
+        # blocks (the most room), so that new prefixes spread over idle instances' caches instead of
+        # piling onto the first one
+        idle = [c for c in candidates if c.in_flight == low]
+        size = self.kv_index.size_of
+        return min(idle, key=lambda c: size(c.url))
 
 
 __all__ = ["DEFAULT_BLOCK_TOKENS", "DEFAULT_PENDING_SECS", "KvEvents"]

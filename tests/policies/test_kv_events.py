@@ -131,3 +131,12 @@ def test_short_or_empty_prompts_go_to_the_least_loaded():
 def test_bad_options_are_refused_naming_the_option(options):
     with pytest.raises(ValueError, match=next(iter(options))):
         KvEvents(**options)
+
+
+def test_a_new_prefix_goes_to_the_idle_instance_reporting_the_most_room():
+    policy = KvEvents(pending_secs=0)
+    a, b, c = _cands(0, 0, 1)
+    policy.kv_index.store(a.url, range(1000, 1100))
+    policy.kv_index.store(b.url, range(2000, 2010))
+    # a and b are equally (least) loaded: b reports fewer blocks; c has none but is busier
+    assert policy.choose([a, b, c], _facts()) is b
