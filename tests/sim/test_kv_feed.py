@@ -79,7 +79,7 @@ def test_a_feed_pushes_each_change_as_an_event_due_after_the_delay():
 def test_with_small_caches_kv_events_beats_round_robin_and_matches_cache_aware_or_better():
     rates = {p: simulate(p, "shared-prefix", requests=2000, engine=SMALL, kv_event_delay=0.05).summary["cache_hit_rate"]
              for p in ("round_robin", "cache_aware", "kv_events")}
-    # measured with seed 0: round_robin 0.207, cache_aware 0.886, kv_events 0.893
+    # measured with seed 0: round_robin 0.207, cache_aware 0.886, kv_events 0.892
     assert rates["kv_events"] >= rates["cache_aware"] > 2 * rates["round_robin"]
 
 
