@@ -186,6 +186,14 @@ class RouterConfig:
         "configured policy that accepts it, and one no policy accepts is an error")
     metrics_scrape_interval_secs: float = setting(
         1.0, "scheduler", "background /metrics scrape interval (only for policies that need it)", gt=0)
+    kv_events_path: str = setting(
+        "/kv_events", "scheduler", "path of the instances' KV-event stream (policies that need it: kv_events)")
+    kv_events_idle_timeout_secs: float = setting(
+        30.0, "scheduler", "a KV-event stream silent this long is dead and reopened (instances ping every few s)",
+        gt=0)
+    kv_events_retry_secs: float = setting(
+        1.0, "scheduler", "KV-event streams: first reconnect delay (doubling to 30 s) and the period at which "
+        "streams are matched to the registered, healthy instances", gt=0)
     stats_interval_secs: float = setting(
         0.0, "scheduler", "log a stats line (running requests per instance, cache hit rate seen in answers) "
         "this often; 0 = off (FastDeploy's Go router: 5)", ge=0)
@@ -251,6 +259,7 @@ class RouterConfig:
             (self.health_check_endpoint.startswith("/"), "health-check-endpoint must start with '/'"),
             (self.workers == "auto" or (self.workers.isascii() and self.workers.isdigit() and int(self.workers) >= 1),
              f"workers must be a number >= 1 or auto, got {self.workers!r}"),
+            (self.kv_events_path.startswith("/"), "kv-events-path must start with '/'"),
             (self.retry_max_backoff_secs >= self.retry_initial_backoff_secs,
              "retry-max-backoff-secs must be >= retry-initial-backoff-secs"),
         ]

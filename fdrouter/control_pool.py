@@ -1,7 +1,7 @@
 """Control traffic to instances, in lanes: one job can never starve another.
 
-Health checks, registration probes, abort fan-out, ``/metrics`` scrapes and ``/v1/models``
-all go to the instances over one small aiohttp session -- never over the generation pool.
+Health checks, registration probes, abort fan-out, ``/metrics`` scrapes, ``/v1/models`` and
+the KV-event streams all go to the instances over one small aiohttp session -- never over the generation pool.
 Each job has its own lane: a bound on how many of its requests run at once and on how many
 may wait. With 200 hung instances and repeated ``abort_all``, the abort lane fills up (each
 call waits its full timeout) while registrations of a healthy instance still find their own
@@ -39,14 +39,19 @@ class Lane:
     """Requests that may wait for a place; beyond that they fail at once (a storm must not pile up)."""
 
 
-def default_lanes(pool_size: int) -> dict[str, Lane]:
-    """The lanes for ``--health-pool-size`` ``pool_size``: health and scrapes get it whole, the rest less."""
+def default_lanes(pool_size: int, streams: int = 1024) -> dict[str, Lane]:
+    """The lanes for ``--health-pool-size`` ``pool_size``: health and scrapes get it whole, the rest less.
+
+    ``kv_events`` holds one long-lived stream per instance (``streams``: ``--max-instances``), so it
+    is sized by instances, not by the pool; a stream nobody opened costs no socket.
+    """
     return {
         "health": Lane(pool_size, max_waiting=100_000),       # one check per instance per round
         "register": Lane(max(4, pool_size // 4), max_waiting=1_000),
         "abort": Lane(max(4, pool_size // 2), max_waiting=10_000),
         "scrape": Lane(pool_size, max_waiting=100_000),
         "models": Lane(4, max_waiting=100),
+        "kv_events": Lane(streams, max_waiting=streams),
     }
 
 
@@ -115,10 +120,15 @@ class ControlLanes:
             slots.release()
 
     @asynccontextmanager
-    async def request(self, lane: str, method: str, url: str, *, json: Any = None
-                      ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """One control request in ``lane``: ``async with lanes.request("abort", "POST", url) as resp``."""
-        async with self.slot(lane), self.session.request(method, url, json=json) as resp:
+    async def request(self, lane: str, method: str, url: str, *, json: Any = None,
+                      timeout: aiohttp.ClientTimeout | None = None) -> AsyncIterator[aiohttp.ClientResponse]:
+        """One control request in ``lane``: ``async with lanes.request("abort", "POST", url) as resp``.
+
+        ``timeout`` replaces the session's (one check's timeout) for a long-lived stream.
+        """
+        session = self.session
+        async with self.slot(lane), (session.request(method, url, json=json) if timeout is None else
+                                     session.request(method, url, json=json, timeout=timeout)) as resp:
             yield resp
 
 

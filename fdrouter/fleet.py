@@ -132,29 +132,39 @@ class FleetJobs:
         self.publish_health()
 
 
-class _FleetMonitor(HealthMonitor):
+class _PublishEachRound:
+    """Mixed into a Periodic job over the mirrored registry: mirror first, publish after each round."""
+
+    _jobs: FleetJobs
+
+    def publish(self) -> None:
+        raise NotImplementedError
+
+    async def run_round(self) -> None:
+        self._jobs.mirror.poll()
+        await super().run_round()  # type: ignore[misc]
+        self.publish()
+
+
+class _FleetMonitor(_PublishEachRound, HealthMonitor):
     """The health monitor over the mirrored registry, publishing its verdicts after each round."""
 
     def __init__(self, jobs: FleetJobs, *, interval: float) -> None:
         super().__init__(jobs.registry, jobs.upstream, interval=interval)
         self._jobs = jobs
 
-    async def run_round(self) -> None:
-        self._jobs.mirror.poll()
-        await super().run_round()
+    def publish(self) -> None:
         self._jobs.publish_health()
 
 
-class _FleetScraper(MetricsScraper):
+class _FleetScraper(_PublishEachRound, MetricsScraper):
     """The metrics scraper over the mirrored registry, publishing each round's results."""
 
     def __init__(self, jobs: FleetJobs, *, interval: float) -> None:
         super().__init__(jobs.registry, jobs.upstream, interval=interval)
         self._jobs = jobs
 
-    async def run_round(self) -> None:
-        self._jobs.mirror.poll()
-        await super().run_round()
+    def publish(self) -> None:
         self._jobs.publish_remote()
 
 

@@ -31,6 +31,7 @@ from .generation_pool import Response
 from .health_monitor import HealthMonitor
 from .health_state import Health
 from .instances import InstanceInfo, Role
+from .kv_events.subscriber import KvEventSubscriber, feeds_for
 from .legs import Leg
 from .metrics_scraper import MetricsScraper
 from .pd import pd_request
@@ -87,6 +88,11 @@ class Router(RouterControl):
         self.stats = CacheStats() if config.stats_interval_secs > 0 else None
         self.stats_log = None if self.stats is None else StatsLog(
             self.stats, lambda: [(s.url, s.in_flight) for s in self.registry.all()], interval=config.stats_interval_secs)
+        feeds = feeds_for(self.policies)
+        self.kv_subscriber = KvEventSubscriber(
+            self.registry, self.upstream, feeds, path=config.kv_events_path,
+            idle_timeout=config.kv_events_idle_timeout_secs, connect_timeout=config.connect_timeout_secs,
+            retry_secs=config.kv_events_retry_secs) if feeds else None
         self._max_retries = 0 if config.disable_retries else config.retry_max_retries
         self._backoff_initial = config.retry_initial_backoff_secs
         self._backoff_max = config.retry_max_backoff_secs
@@ -124,6 +130,9 @@ class Router(RouterControl):
             if self.stats_log is not None:
                 self.stats_log.start()
                 stack.push_async_callback(self.stats_log.stop)
+            if self.kv_subscriber is not None:  # every worker follows the instances' KV events itself
+                self.kv_subscriber.start()
+                stack.push_async_callback(self.kv_subscriber.stop)
             self._stack = stack.pop_all()
         return self
 

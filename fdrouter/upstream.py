@@ -46,7 +46,7 @@ class UpstreamClient:
             first_byte_timeout=cfg.first_byte_timeout_secs,
             idle_timeout=cfg.stream_idle_timeout_secs,
         )
-        self._control = await ControlLanes(default_lanes(cfg.health_pool_size),
+        self._control = await ControlLanes(default_lanes(cfg.health_pool_size, cfg.max_instances),
                                            timeout=cfg.health_check_timeout_secs).__aenter__()
         return self
 

@@ -149,7 +149,7 @@ def test_every_setting_is_reachable_from_yaml_and_from_its_flag_with_the_same_me
             value = spec.choices[-1]
         elif name.endswith("policy"):
             value = "round_robin"
-        elif name == "health_check_endpoint":
+        elif name in ("health_check_endpoint", "kv_events_path"):
             value = "/x"
         elif name == "workers":
             value = "3"

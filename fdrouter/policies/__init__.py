@@ -15,7 +15,9 @@ routable instances; a policy reads only ``url``, ``in_flight``, ``in_flight_toke
 function: it must not await, touch sockets or read clocks (time comes in ``facts.now``).
 ``needs`` tells the router what to extract or run: ``prompt_tokens``/``prompt_text`` (parse
 the prompt), ``session_key`` (read the ``session_header`` header, else the body's ``user``),
-``remote_metrics`` (run the background ``/metrics`` scraper that fills ``Candidate.remote``).
+``remote_metrics`` (run the background ``/metrics`` scraper that fills ``Candidate.remote``),
+``prompt_blocks`` (block keys, from the simulator only), ``kv_events`` (run the KV-event
+subscriber that fills the policy's ``kv_index``; docs/kv_events.md).
 ``forget(url)`` is called when that instance is deregistered, so a policy that keeps
 per-instance state drops it. ``BasePolicy`` gives the defaults (no needs, ``x-session-id``,
 nothing to forget); ``choose`` is generic (``Sequence[C] -> C``): it returns one of the very
@@ -23,7 +25,8 @@ objects it was given.
 
 Built in: random, round_robin, request_num, process_tokens, power_of_two (simple.py);
 fd_metrics_score, remote_metrics (load_score.py); cache_aware (SGLang's; cache_aware.py, radix.py);
-fd_cache_aware (FastDeploy Go router's scoring; fd_cache_aware.py); session_affinity (session.py).
+fd_cache_aware (FastDeploy Go router's scoring; fd_cache_aware.py); kv_events (the instances' reported
+KV caches; kv_events.py); session_affinity (session.py).
 
 Adding a policy without touching the router:
 
@@ -51,6 +54,7 @@ from typing import Any
 from .base import DEFAULT_SESSION_HEADER, FACTS, BasePolicy, Candidate, Policy, RemoteMetrics, RoutingFacts
 from .cache_aware import CacheAware
 from .fd_cache_aware import FdCacheAware
+from .kv_events import KvEvents
 from .load_score import FdMetricsScore, RemoteMetricsScore
 from .session import SessionAffinity
 from .simple import PowerOfTwo, ProcessTokens, RandomChoice, RequestNum, RoundRobin, least_loaded
@@ -143,7 +147,7 @@ def make_policy(name: str, **options: Any) -> Policy:
 
 
 for _cls in (RandomChoice, RoundRobin, RequestNum, ProcessTokens, PowerOfTwo,
-             FdMetricsScore, RemoteMetricsScore, CacheAware, FdCacheAware, SessionAffinity):
+             FdMetricsScore, RemoteMetricsScore, CacheAware, FdCacheAware, KvEvents, SessionAffinity):
     register_policy(_cls)
 
 __all__ = [

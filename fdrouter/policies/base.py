@@ -6,8 +6,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Protocol, TypeVar
 
-# Routing facts a policy may ask for in ``needs``; the router extracts only those.
-FACTS = frozenset({"prompt_tokens", "prompt_text", "prompt_blocks", "session_key", "remote_metrics"})
+# Routing facts a policy may ask for in ``needs``; the router extracts only those. Two are
+# background jobs rather than facts: ``remote_metrics`` (the /metrics scraper fills
+# ``Candidate.remote``) and ``kv_events`` (the KV-event subscriber fills the policy's own
+# ``kv_index``, a ``fdrouter.kv_events.KvIndex``, with keys of ``block_tokens``-token blocks).
+FACTS = frozenset({"prompt_tokens", "prompt_text", "prompt_blocks", "session_key", "remote_metrics", "kv_events"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,9 +52,10 @@ class RoutingFacts:
     prompt_blocks: tuple[int, ...] | None = None
     """The prompt as chained block ids, when the caller has them: the k-th id stands for blocks
     0..k, so equal ids mean an equal prefix up to there. Needs ``prompt_blocks``. The simulator
-    fills it for block-id traces (Mooncake's ``hash_ids``) and then leaves ``prompt_text`` None
-    unless another policy of the run reads only text; the live router never fills it (it sees
-    text only). A policy that asks for it must also work from ``prompt_text``."""
+    fills it with the keys its instances' caches use (a block-id trace's ``hash_ids``, or its text
+    hashes) and then leaves ``prompt_text`` None unless another policy of the run reads only text;
+    the live router never fills it (it sees text only). A policy that asks for it must also work
+    from ``prompt_text``."""
     session_key: str | None = None
     """Session id from the configured header or the body's ``user``; needs ``session_key``."""
     now: float = 0.0

@@ -100,6 +100,7 @@ def simulate(
     policy_options: Mapping[str, Any] | None = None,
     workload_options: Mapping[str, Any] | None = None,
     scrape_interval: float = 1.0,
+    kv_event_delay: float = 0.0,
     progress: bool = False,
     cache_tokens: int | None = None,
     block_tokens: int | None = None,
@@ -115,7 +116,8 @@ def simulate(
     ``workload`` is a name (see ``available_workloads()``, with ``workload_options`` going
     to its generator; ``requests`` defaults to 1000), ``trace:PATH`` or any iterable of
     ``Request`` in arrival order (for these two ``rate`` is unused and ``requests``, if
-    given, keeps only the first that many). In splitwise mode,
+    given, keeps only the first that many). ``kv_event_delay``: seconds until a change of an
+    instance's prefix cache reaches a ``kv_events`` policy's index. In splitwise mode,
     ``prefill`` and ``decode`` default to half of ``instances`` each.
 
     ``engine``: an ``EngineModel`` or a profile name (``engine_profiles.available_engines()``;
@@ -165,7 +167,7 @@ def simulate(
         stream = islice(stream, requests)
     config = ClusterConfig(
         instances=instances, splitwise=splitwise, prefill=prefill or 1, decode=decode or 1,
-        engine=model, scrape_interval=scrape_interval,
+        engine=model, scrape_interval=scrape_interval, kv_event_delay=kv_event_delay,
     )
     total = len(stream) if isinstance(stream, Sized) else requests  # for the progress bar only
 

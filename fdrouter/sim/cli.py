@@ -64,6 +64,8 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
                    "workloads the prefix cache's block size (default: the engine's)")
     p.add_argument("--time-scale", type=float, default=None, metavar="X",
                    help="multiply a trace's arrival times by X (0.5: twice as fast)")
+    p.add_argument("--kv-event-delay", type=float, default=0.0, metavar="SECONDS",
+                   help="delay of the instances' KV events to the kv_events policy's index (default 0)")
     p.add_argument("--json", action="store_true",
                    help="print the summary as one JSON object; for a given seed it is byte-identical "
                    "on every run except its \"meta\" key (wall time, version)")
@@ -135,6 +137,8 @@ def run_simulate(args: argparse.Namespace) -> int:
         return _error(f"--block-tokens must be >= 1, got {args.block_tokens}")
     if args.time_scale is not None and not 0 < args.time_scale < math.inf:
         return _error(f"--time-scale must be > 0, got {args.time_scale:g}")
+    if not args.kv_event_delay >= 0:
+        return _error(f"--kv-event-delay must be >= 0 s, got {args.kv_event_delay:g}")
     if args.splitwise and args.policy is not None:
         print("fdrouter simulate: note: --policy is unused with --splitwise; "
               "use --prefill-policy and --decode-policy", file=sys.stderr)
@@ -145,7 +149,7 @@ def run_simulate(args: argparse.Namespace) -> int:
             prefill=args.prefill, decode=args.decode, prefill_policy=args.prefill_policy,
             decode_policy=args.decode_policy, policy_options=dict(args.policy_option), progress=args.progress,
             engine=args.engine, cache_tokens=args.cache_tokens, block_tokens=args.block_tokens,
-            time_scale=args.time_scale,
+            time_scale=args.time_scale, kv_event_delay=args.kv_event_delay,
         )
     except ValueError as exc:  # TraceError included
         return _error(str(exc))

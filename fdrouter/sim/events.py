@@ -25,6 +25,9 @@ class Kind(IntEnum):
     """The background metrics scraper refreshes every instance's ``remote``."""
     ARRIVAL = 3
     """A client request reaches the router."""
+    KV_EVENT = 4
+    """A change of an instance's prefix cache reaches the router's KV-event index (``kv_feed``);
+    one due at the very instant of an arrival lands just after that request was routed."""
 
 
 class Event(NamedTuple):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
+from typing import Protocol
 
 CHARS_PER_TOKEN = 4
 """Tokenizer-free estimate used across fdrouter (OpenAI's rule of thumb for English)."""
@@ -21,7 +22,11 @@ DEFAULT_BLOCK_TOKENS = 16
 
 
 def text_block_hashes(text: str, block_tokens: int = DEFAULT_BLOCK_TOKENS) -> list[int]:
-    """Chained hashes of the full blocks of ``text`` (``block_tokens * 4`` characters each)."""
+    """Chained hashes of the full blocks of ``text`` (``block_tokens * 4`` characters each).
+
+    Python's ``hash()``: fast, but salted per process, so only for one process (the simulator).
+    Keys that several processes agree on are ``fdrouter.kv_events.hashing.text_block_keys``.
+    """
     step = block_tokens * CHARS_PER_TOKEN
     out: list[int] = []
     prev = 0
@@ -41,10 +46,28 @@ def token_block_hashes(tokens: Sequence[int], block_tokens: int = DEFAULT_BLOCK_
     return out
 
 
-class PrefixCache:
-    """Cached blocks in LRU order, at most ``capacity_blocks`` of them."""
+class CacheListener(Protocol):
+    """Told what changed in a ``PrefixCache``: what an engine publishes as KV events (vLLM's
+    BlockStored, BlockRemoved, AllBlocksCleared; see ``fdrouter.kv_events``)."""
 
-    __slots__ = ("capacity_blocks", "block_tokens", "_blocks", "hits", "lookups")
+    def blocks_stored(self, hashes: list[int]) -> None:
+        """These blocks were added, in this order."""
+
+    def blocks_removed(self, hashes: list[int]) -> None:
+        """These blocks were evicted."""
+
+    def all_cleared(self) -> None:
+        """Everything was dropped."""
+
+
+class PrefixCache:
+    """Cached blocks in LRU order, at most ``capacity_blocks`` of them.
+
+    ``listener`` (None by default, and then nothing is spent on it) hears of every block added
+    or evicted and of ``clear()``; a lookup that only reorders blocks is not a change.
+    """
+
+    __slots__ = ("capacity_blocks", "block_tokens", "_blocks", "hits", "lookups", "listener")
 
     def __init__(self, capacity_blocks: int, block_tokens: int = DEFAULT_BLOCK_TOKENS) -> None:
         if capacity_blocks < 0:
@@ -54,6 +77,7 @@ class PrefixCache:
         self._blocks: OrderedDict[int, None] = OrderedDict()
         self.hits = 0
         self.lookups = 0
+        self.listener: CacheListener | None = None
 
     def __len__(self) -> int:
         return len(self._blocks)
@@ -73,6 +97,9 @@ class PrefixCache:
 
     def insert(self, hashes: Iterable[int]) -> None:
         """Cache these blocks (most recently used), evicting least recently used beyond capacity."""
+        if self.listener is not None:
+            self._insert_telling(hashes, self.listener)
+            return
         blocks = self._blocks
         for h in hashes:
             if h in blocks:
@@ -81,6 +108,22 @@ class PrefixCache:
                 blocks[h] = None
         while len(blocks) > self.capacity_blocks:
             blocks.popitem(last=False)
+
+    def _insert_telling(self, hashes: Iterable[int], listener: CacheListener) -> None:
+        """``insert``, telling the listener what was added, then what was evicted."""
+        blocks = self._blocks
+        added = []
+        for h in hashes:
+            if h in blocks:
+                blocks.move_to_end(h)
+            else:
+                blocks[h] = None
+                added.append(h)
+        evicted = [blocks.popitem(last=False)[0] for _ in range(len(blocks) - self.capacity_blocks)]
+        if added:
+            listener.blocks_stored(added)
+        if evicted:
+            listener.blocks_removed(evicted)
 
     def lookup_and_insert(self, hashes: Sequence[int]) -> int:
         """What an engine does on admission: count the cached prefix, then cache the whole prompt.
@@ -94,10 +137,17 @@ class PrefixCache:
     def clear(self) -> None:
         """Drop everything (an engine restart)."""
         self._blocks.clear()
+        if self.listener is not None:
+            self.listener.all_cleared()
+
+    def keys(self) -> list[int]:
+        """Every cached block, least recently used first (what a snapshot of the cache publishes)."""
+        return list(self._blocks)
 
 
 __all__ = [
     "CHARS_PER_TOKEN",
+    "CacheListener",
     "DEFAULT_BLOCK_TOKENS",
     "PrefixCache",
     "text_block_hashes",

@@ -23,6 +23,8 @@ from .blocks import BlockHasher
 from .engine_model import EngineModel
 from .events import Event, Kind
 from .instance import DECODE, MIXED, PREFILL, Job, SimInstance
+from .kv_feed import KvFeed
+from .kv_feed import apply as apply_kv_event
 from .workloads import Request
 
 
@@ -47,6 +49,8 @@ class ClusterConfig:
     kv_transfer_per_token_s: float = 0.000005
     """Per prompt token: a tenth of the prefill cost per token, since layer-wise transfer
     overlaps most of it with the prefill itself (as Splitwise and DistServe pipeline it)."""
+    kv_event_delay: float = 0.0
+    """Seconds from a change of an instance's prefix cache to the router's ``kv_events`` index."""
 
     def __post_init__(self) -> None:
         counts = ("prefill", "decode") if self.splitwise else ("instances",)
@@ -57,6 +61,8 @@ class ClusterConfig:
             raise ValueError(f"scrape_interval must be > 0, got {self.scrape_interval}")
         if self.kv_transfer_base_s < 0 or self.kv_transfer_per_token_s < 0:
             raise ValueError("KV transfer costs must be >= 0")
+        if not self.kv_event_delay >= 0:
+            raise ValueError(f"kv_event_delay must be >= 0, got {self.kv_event_delay}")
 
 
 class Simulator:
@@ -84,6 +90,7 @@ class Simulator:
         self._needs_blocks = "prompt_blocks" in needs
         # a block request's text is built only for a policy that cannot read its blocks
         self._text_only = any("prompt_text" in p.needs and "prompt_blocks" not in p.needs for p in policies.values())
+        self._kv_keys = "kv_events" in needs
         self._hasher = BlockHasher(engine.block_tokens)
         self._requests = iter(requests)
         self._on_finish = on_finish
@@ -94,12 +101,20 @@ class Simulator:
         self._arrivals_left = True
         self._next_arrival_at = 0.0
         self._finished: list[Job] = []
-        self._handlers: dict[int, Callable[[Any], list[Event]]] = {
+        self._handlers: dict[int, Callable[[Any], list[Event] | None]] = {
             Kind.WAKE: self._on_wake,
             Kind.KV_READY: self._on_kv_ready,
             Kind.SCRAPE: self._on_scrape,
             Kind.ARRIVAL: self._on_arrival,
+            Kind.KV_EVENT: apply_kv_event,
         }
+        for role, policy in policies.items():  # a kv_events policy's index hears of its instances' caches
+            index = getattr(policy, "kv_index", None)
+            if "kv_events" in policy.needs and index is not None:
+                for inst in self.candidates.get(role, ()):
+                    if inst.cache is not None:
+                        inst.cache.listener = KvFeed(inst.url, index, config.kv_event_delay,
+                                                     clock=lambda: self.now, push=self._push)
 
     @property
     def finished(self) -> int:
@@ -166,6 +181,8 @@ class Simulator:
             facts = RoutingFacts(
                 prompt_tokens=tokens if self._needs_text else 0,
                 prompt_text=prompt if self._needs_text else None,
+                # kv_events matches the keys its index learns from the simulated caches' events
+                prompt_blocks=tuple(job.hashes) if self._kv_keys and job.hashes is not None else None,
                 session_key=request.session if self._needs_session else None,
                 now=self.now,
             )

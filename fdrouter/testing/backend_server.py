@@ -36,6 +36,7 @@ from fdrouter.sim.kvcache import PrefixCache
 from . import openai_shapes as shapes
 from .behavior import MockBehavior
 from .connection_counting import CountingServer
+from .kv_publisher import KvPublisher
 from .scheduler import DEFAULT_ENGINE, EngineScheduler, EngineSequence
 from .streaming import write_stream
 
@@ -129,6 +130,8 @@ class MockBackend:
         engine = self.behavior.engine or DEFAULT_ENGINE
         self.prefix_cache = PrefixCache(engine.cache_blocks, engine.block_tokens)
         """Replaced when a new engine model changes the block size; ``clear()`` it for a cold start."""
+        self.kv_events = KvPublisher(self.prefix_cache)
+        """Publishes the prefix cache's changes at ``GET /kv_events`` (docs/kv_events.md)."""
         self._scheduler = EngineScheduler(self._admitted)
 
         self._model_json = json.dumps(model)
@@ -151,6 +154,7 @@ class MockBackend:
             "/v1/models": ("GET", self._models),
             "/metrics": ("GET", self._metrics),
             "/v1/abort_requests": ("POST", self._abort_requests),
+            "/kv_events": ("GET", self.kv_events.handle),
         }
 
     @property
@@ -280,6 +284,7 @@ class MockBackend:
         cache = self.prefix_cache
         if cache.block_tokens != engine.block_tokens:
             cache = self.prefix_cache = PrefixCache(engine.cache_blocks, engine.block_tokens)
+            self.kv_events.attach(cache)
         elif cache.capacity_blocks != engine.cache_blocks:
             cache.capacity_blocks = engine.cache_blocks  # a smaller capacity evicts on the next insert
         return cache

@@ -19,7 +19,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from fdrouter.sim.kvcache import CHARS_PER_TOKEN, text_block_hashes, token_block_hashes
+from fdrouter.kv_events.hashing import TextKeyer, token_block_keys
+from fdrouter.sim.kvcache import CHARS_PER_TOKEN
 from fdrouter.validate import prompt_text as _router_prompt_text
 
 __all__ = [
@@ -44,6 +45,9 @@ __all__ = [
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 DONE = b"data: [DONE]\n\n"
 """The last event of an OpenAI stream."""
+
+# One memoized keyer per block size: the prompts a mock sees share long prefixes.
+_KEYERS: dict[int, TextKeyer] = {}
 
 # Non-streaming content for a given token count; bounded so odd max_tokens values can't grow it forever.
 _CONTENT_CACHE: dict[int, str] = {}
@@ -76,13 +80,20 @@ def prompt_blocks(body: dict[str, Any], chat: bool, block_tokens: int | None) ->
     """(estimated prompt tokens, chained block hashes); no hashing when `block_tokens` is None.
 
     The estimate is the router's: len(text) // 4 (OpenAI's rule of thumb); token ids count exactly.
+    The hashes are the KV-event block keys (`fdrouter.kv_events.hashing`, the same in every
+    process), so what the mock publishes is what the router computes from the prompt.
     """
     ids = None if chat else token_ids(body.get("prompt"))
     if ids is not None:
-        return max(1, len(ids)), (() if block_tokens is None else token_block_hashes(ids, block_tokens))
+        return max(1, len(ids)), (() if block_tokens is None else token_block_keys(ids, block_tokens))
     text = prompt_text(body, chat)
     tokens = max(1, len(text) // CHARS_PER_TOKEN)
-    return tokens, (() if block_tokens is None else text_block_hashes(text, block_tokens))
+    if block_tokens is None:
+        return tokens, ()
+    keyer = _KEYERS.get(block_tokens)
+    if keyer is None:
+        keyer = _KEYERS[block_tokens] = TextKeyer(block_tokens)
+    return tokens, keyer.keys(text)
 
 
 def completion_tokens(body: dict[str, Any], output_tokens: int) -> int:
