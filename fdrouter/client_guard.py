@@ -109,11 +109,15 @@ class GuardedRequestHandler(RequestHandler):
 
     def _between_requests(self) -> bool:
         """Every request so far is answered and its body read or dropped, and no byte of another
-        has come: aiohttp's loop waits for the next message (not while it lingers on a body)."""
-        waiter = self._waiter
-        return (waiter is not None and not waiter.done() and not self._messages and not self._request_in_progress
-                and self._head_timer is None and self._payload_parser is None and not self._upgraded
-                and not self._close and not self._force_close)
+        has come: aiohttp's loop waits for the next message (not while it lingers on a body).
+        Read from aiohttp's own state; should a release rename it, connections simply stay aiohttp's."""
+        try:
+            waiter = self._waiter
+            return (waiter is not None and not waiter.done() and not self._messages
+                    and not self._request_in_progress and self._head_timer is None and self._payload_parser is None
+                    and not self._upgraded and not self._close and not self._force_close)
+        except AttributeError:
+            return False
 
     def _release(self, data: bytes) -> None:
         """Let go of the connection without closing it and hand it back (``give_back``)."""
