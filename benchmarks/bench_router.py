@@ -3,6 +3,7 @@
     python benchmarks/bench_router.py [--generator {auto,wrk,python}] [--duration S] [--quick] [--json FILE]
 
 One run starts a mock backend (zero token delay) and, in front of it: fdrouter; fdrouter with
+aiohttp's server as its front end (``--http-front aiohttp``) instead of the lean one; fdrouter with
 aiohttp's ClientSession as its generation pool instead of its hand-written one; the baseline
 proxy (``baseline_proxy.py``: FastDeploy's first router's design, a new session and so a new
 connection per request); and, when ``sglang_router`` is importable, sglang-router as a Rust
@@ -33,6 +34,8 @@ Below the table, the checks (PASS/MISS), each a ratio of two rows of this one ru
   aiohttp-pool router's, and the aiohttp-pool router's proxy CPU per request over fdrouter's;
   PASS while the hand-written pool saves at least 10% proxy CPU per request (geometric mean of
   c64 and stream c32), so the reason it exists is re-measured on every run, not remembered;
+- ``front end, lean/aiohttp``: fdrouter's proxy CPU per request and router-added p50 with each front end
+  (a report, no goal);
 - ``fdrouter/sglang-router throughput @c64`` (when the peer ran): above 1 is faster than the peer.
 
 The numbers are this machine's: the generator, the proxies and the mock share its cores.

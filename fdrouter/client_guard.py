@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import LineTooLong
@@ -32,6 +33,10 @@ from aiohttp.web_protocol import RequestHandler
 
 from . import jsonutil
 from .errors import HttpError, PayloadTooLarge, RequestTimeout, RouterError
+from .front_parse import starts_generation
+
+if TYPE_CHECKING:
+    from .front import LeanFront
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +63,7 @@ def _raw_error(error: RouterError) -> bytes:
 class GuardedRequestHandler(RequestHandler):
     """aiohttp's connection protocol plus a header timeout and OpenAI-shaped protocol errors."""
 
-    __slots__ = ("_head_timeout", "_head_timer", "_heads_seen")
+    __slots__ = ("_head_timeout", "_head_timer", "_heads_seen", "give_back")
 
     def __init__(self, manager: Any, *, limits: ClientLimits, **kwargs: Any) -> None:
         # lingering: after answering a request whose body was not read to its end, aiohttp keeps
@@ -69,8 +74,14 @@ class GuardedRequestHandler(RequestHandler):
         self._head_timeout = limits.header_timeout
         self._head_timer: asyncio.TimerHandle | None = None
         self._heads_seen = 0
+        self.give_back: Callable[[asyncio.Transport, bytes, bool], None] | None = None
+        """Set by the lean front end (``front.py``) on a connection it handed over: one whose next
+        request is a generation request goes back to it, with that request's bytes."""
 
     def data_received(self, data: bytes) -> None:
+        if self.give_back is not None and data and self._between_requests() and starts_generation(data):
+            self._release(data)
+            return
         # A new request head starts when bytes arrive while no request is in progress and
         # none is parsed and waiting; the timer runs until a whole head has been parsed.
         if (self._head_timer is None and self._head_timeout > 0 and not self._request_in_progress
@@ -81,6 +92,51 @@ class GuardedRequestHandler(RequestHandler):
         if self._head_timer is not None and self._request_count != self._heads_seen:
             self._head_timer.cancel()
             self._head_timer = None
+
+    def adopt(self, transport: asyncio.Transport, data: bytes, *, head_started: float | None,
+              writing_paused: bool) -> None:
+        """Take over a connection the lean front end accepted (``front.py``), with every byte it
+        read of the current request; the header timeout still counts from ``head_started``."""
+        transport.set_protocol(self)
+        self.connection_made(transport)
+        if writing_paused:  # the transport will call resume_writing: be paused to match
+            self.pause_writing()
+        if data:
+            if head_started is not None and self._head_timeout > 0:
+                self._heads_seen = self._request_count
+                self._head_timer = self._loop.call_at(head_started + self._head_timeout, self._head_timed_out)
+            self.data_received(data)
+
+    def _between_requests(self) -> bool:
+        """Every request so far is answered and its body read or dropped, and no byte of another
+        has come: aiohttp's loop waits for the next message (not while it lingers on a body).
+        Read from aiohttp's own state; should a release rename it, connections simply stay aiohttp's."""
+        try:
+            waiter = self._waiter
+            return (waiter is not None and not waiter.done() and not self._messages
+                    and not self._request_in_progress and self._head_timer is None and self._payload_parser is None
+                    and not self._upgraded and not self._close and not self._force_close)
+        except AttributeError:
+            return False
+
+    def _release(self, data: bytes) -> None:
+        """Let go of the connection without closing it and hand it back (``give_back``)."""
+        transport, give_back = self.transport, self.give_back
+        assert transport is not None and give_back is not None
+        self.transport = None  # nothing of aiohttp's may close it from here on
+        self._force_close = True
+        for handle in (self._keepalive_handle, self._head_timer):
+            if handle is not None:
+                handle.cancel()
+        self._keepalive_handle = self._head_timer = None
+        if self._manager is not None:
+            self._manager.connection_lost(self, None)  # no longer counted: the lean connection counts itself
+            self._manager = None
+        if self._reading_paused or self._buffer_paused:
+            transport.resume_reading()
+        if self._waiter is not None:
+            self._waiter.cancel()  # aiohttp's loop for this connection ends
+        give_back(transport, data, self._paused)
 
     def _head_timed_out(self) -> None:
         self._head_timer = None
@@ -125,12 +181,14 @@ class GuardedRequestHandler(RequestHandler):
 
 
 class GuardedSite(web.TCPSite):
-    """A TCPSite whose connections are ``GuardedRequestHandler``s with ``limits``."""
+    """A TCPSite whose connections are ``GuardedRequestHandler``s with ``limits``, or, with
+    ``front`` (``front.LeanFront``), lean connections that hand other requests to them."""
 
     def __init__(self, runner: web.BaseRunner, host: str, port: int, *, limits: ClientLimits,
-                 **kwargs: Any) -> None:
+                 front: LeanFront | None = None, **kwargs: Any) -> None:
         super().__init__(runner, host, port, **kwargs)
         self._limits = limits
+        self._front = front
 
     async def start(self) -> None:
         """Bind and serve (as TCPSite.start, with the guarded protocol)."""
@@ -143,8 +201,9 @@ class GuardedSite(web.TCPSite):
         def protocol() -> GuardedRequestHandler:
             return GuardedRequestHandler(server, loop=loop, limits=limits, **server._kwargs)
 
+        factory: Callable[[], asyncio.Protocol] = protocol if self._front is None else self._front.factory(protocol)
         self._server = await loop.create_server(
-            protocol, self._host, self._port, backlog=self._backlog,
+            factory, self._host, self._port, backlog=self._backlog,
             reuse_address=self._reuse_address, reuse_port=self._reuse_port,
         )
         sockets = self._server.sockets

@@ -161,6 +161,10 @@ class RouterConfig:
     client_write_timeout_secs: float = setting(
         60.0, "server", "longest a write to a client may make no progress (a client that stopped reading) "
         "before its connection is aborted and the upstream released; 0 = off", ge=0)
+    http_front: str = setting(
+        "lean", "server", "what parses client requests: lean (the generation endpoints on a hand-written "
+        "HTTP/1.1 protocol, everything else handed to aiohttp) or aiohttp (every endpoint)",
+        choices=("lean", "aiohttp"))
     # -- manager: health --------------------------------------------------------------------
     health_failure_threshold: int = setting(
         3, "manager", "consecutive failed checks before an instance stops getting traffic", ge=1)

@@ -267,6 +267,12 @@ class Response:
         """The media type without parameters, e.g. ``text/event-stream``."""
         return self.header("content-type").partition(";")[0].strip().lower()
 
+    @property
+    def drained(self) -> bool:
+        """The whole answer is in and every byte of it was taken: the next read ends the body.
+        (A relay can send its own end of the answer with the last piece, in one write.)"""
+        return self.phase is COMPLETE and not self._chunks
+
     async def read(self) -> bytes:
         """The whole remaining body."""
         parts = [chunk async for chunk in self.iter_chunks()]

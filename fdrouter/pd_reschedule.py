@@ -172,15 +172,12 @@ class Reschedule:
         self.stream = body.get("stream") is True
         self.merge = AnswerMerge(strip_ids=not client_wants_ids)
         self.splice = StreamSplice(strip_ids=not client_wants_ids) if self.stream else None
-        self.client_stream: Any = None
-        """``pd_relay``'s writer of the client's stream once it started (I/O; opaque here)."""
 
     @classmethod
-    def for_request(cls, body: dict, config: RouterConfig, *, streams: bool = True) -> Reschedule | None:
-        """The state for one request, or None when it is never rescheduled (mixed mode, count 0, n > 1,
-        or a stream to a sink that cannot be kept open across attempts: ``streams`` False)."""
+    def for_request(cls, body: dict, config: RouterConfig) -> Reschedule | None:
+        """The state for one request, or None when it is never rescheduled (mixed mode, count 0, n > 1)."""
         count = config.preempt_retry_count
-        if not config.splitwise or count == 0 or not eligible(body) or (body.get("stream") is True and not streams):
+        if not config.splitwise or count == 0 or not eligible(body):
             return None
         return cls(body, max_retries=count, exclude_decode=config.preempt_retry_exclude_decode,
                    max_body=config.max_response_bytes)

@@ -35,16 +35,24 @@ def json_response(data: object, status: int = 200) -> web.Response:
     return web.Response(body=jsonutil.dumps(data), status=status, content_type="application/json")
 
 
-def error_response(error: RouterError) -> web.Response:
-    """Render any RouterError; an instance's own error answer passes through unchanged."""
+def error_parts(error: RouterError) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers and body of the answer to any RouterError, for either front end.
+
+    An instance's own error answer passes through unchanged; the router's own errors are the
+    OpenAI shape. (Whether the connection closes is ``error.close_connection``.)
+    """
     if isinstance(error, UpstreamStatus):
-        return web.Response(
-            body=error.body, status=error.status,
-            headers={"Content-Type": error.content_type, "X-Fdrouter-Failed-Leg": error.leg},
-        )
-    response = json_response(error.to_dict(), status=error.status)
+        return error.status, {"Content-Type": error.content_type, "X-Fdrouter-Failed-Leg": error.leg}, error.body
+    headers = {"Content-Type": "application/json"}
     if isinstance(error, TooManyRequests):
-        response.headers["Retry-After"] = str(error.retry_after)
+        headers["Retry-After"] = str(error.retry_after)
+    return error.status, headers, jsonutil.dumps(error.to_dict())
+
+
+def error_response(error: RouterError) -> web.Response:
+    """Render any RouterError as an aiohttp response (``error_parts``)."""
+    status, headers, body = error_parts(error)
+    response = web.Response(body=body, status=status, headers=headers)
     if error.close_connection:
         response.force_close()
     return response
@@ -90,4 +98,4 @@ async def _handle(request: web.Request, handler: Handler) -> web.StreamResponse:
         return error_response(RouterError("internal router error; see the router log"))
 
 
-__all__ = ["error_middleware", "error_response", "json_response"]
+__all__ = ["error_middleware", "error_parts", "error_response", "json_response"]

@@ -35,7 +35,7 @@ from .kv_events.subscriber import KvEventSubscriber, feeds_for
 from .legs import Leg
 from .metrics_scraper import MetricsScraper
 from .pd import pd_request
-from .pd_relay import relay_attempt, streams_supported
+from .pd_relay import relay_attempt
 from .pd_reschedule import Reschedule
 from .policies import RoutingFacts, make_policy
 from .registry import InstanceState, Registry
@@ -281,7 +281,7 @@ class Router(RouterControl):
         extra = f"X-Request-Id: {request_id}\r\n".encode() if request_id else b""
         failed: set[str] = set()
         retries = 0
-        resched = Reschedule.for_request(body, self.config, streams=streams_supported(sink))
+        resched = Reschedule.for_request(body, self.config)
         while True:
             try:
                 if self.config.splitwise:

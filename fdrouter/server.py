@@ -18,6 +18,7 @@ from .admission import AdmissionControl
 from .app_state import ACTIVE_KEY, ADMISSION_KEY, CONFIG_KEY, GENERATION_KEY, ROUTER_KEY, WORKER_KEY
 from .client_guard import ClientLimits, GuardedSite
 from .config import RouterConfig
+from .front import LeanFront
 from .generation_service import GenerationService
 from .responses import error_middleware
 from .router import Router
@@ -121,8 +122,12 @@ class RouterServer:
         """Set up the app (opens sessions, probes static instances) and bind."""
         await self._runner.setup()
         try:
-            site = GuardedSite(self._runner, self.config.host, self.config.port, limits=self.limits, backlog=2048,
-                               reuse_address=True, reuse_port=self.shared is not None)
+            front = None
+            if self.config.http_front.lower() == "lean":
+                assert self._runner.server is not None
+                front = LeanFront(self.app[GENERATION_KEY], self.limits, self._runner.server)
+            site = GuardedSite(self._runner, self.config.host, self.config.port, limits=self.limits, front=front,
+                               backlog=2048, reuse_address=True, reuse_port=self.shared is not None)
             await site.start()
         except BaseException:
             await self._runner.cleanup()

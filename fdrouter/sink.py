@@ -1,7 +1,9 @@
 """What the router writes an answer to: the client side of one generation request.
 
 Two implementations: ``relay.ClientSink`` (aiohttp's request and response objects) and the
-lean front end's sink (``front.py``: bytes straight to the transport).
+lean front end's ``front_sink.FrontSink`` (bytes straight to the transport). ``relay`` copies a
+whole answer; ``open_stream``/``send``/``end_stream`` write a stream piece by piece, for a stream
+that outlives one upstream answer (``pd_relay``: a PD request rescheduled mid-stream).
 """
 
 from __future__ import annotations
@@ -30,6 +32,15 @@ class Sink(Protocol):
 
     async def relay(self, upstream: Response) -> int:
         """Copy a 2xx upstream answer to the client; returns the status sent."""
+
+    async def open_stream(self, upstream: Response) -> None:
+        """Send an SSE answer's status line and headers (``upstream``'s, relayed); the write watchdog starts."""
+
+    async def send(self, data: bytes) -> None:
+        """Send one piece of the open stream (``ClientDisconnected`` once the client is gone)."""
+
+    async def end_stream(self) -> int:
+        """End the open stream (``finished``); returns its status."""
 
     async def stream_error(self, error: RouterError) -> None:
         """End a started answer with one OpenAI-shaped error event."""

@@ -5,6 +5,11 @@ The fixtures come from ``fdrouter.testing.pytest_plugin`` (``mock_backend_factor
 notebooks and the benchmarks. Every router made by ``router_factory`` is checked at teardown:
 no request in flight and no generation connection still lent out (docs/architecture.md:
 "Counters always come back").
+
+Routers are made with the lean front end (``http_front="lean"``, the default) unless a test
+module is marked ``pytestmark = pytest.mark.both_fronts``: then each of its tests that makes a
+router runs twice, once per front end (``[lean]`` and ``[aiohttp]``), so the guarantees both
+front ends promise are proven for both.
 """
 
 from __future__ import annotations
@@ -12,8 +17,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, settings
 
+from fdrouter.testing.factories import RouterMaker
 from fdrouter.testing.polling import wait_until
 
 __all__ = ["wait_until"]
@@ -32,3 +39,29 @@ _HYPOTHESIS_COMMON: dict[str, Any] = dict(database=None, deadline=None, print_bl
 settings.register_profile("ci", derandomize=True, **_HYPOTHESIS_COMMON)
 settings.register_profile("explore", derandomize=False, **_HYPOTHESIS_COMMON)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+FRONTS = ("lean", "aiohttp")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Modules marked ``both_fronts``: every test that makes a router runs once per front end."""
+    if metafunc.definition.get_closest_marker("both_fronts") and "http_front" in metafunc.fixturenames:
+        metafunc.parametrize("http_front", FRONTS)
+
+
+@pytest.fixture
+def http_front() -> str:
+    """The front end the test's routers get (parametrized over both in ``both_fronts`` modules)."""
+    return "lean"
+
+
+@pytest.fixture
+def router_factory(router_factory: RouterMaker, http_front: str) -> RouterMaker:
+    """The plugin's ``router_factory``, with ``http_front`` as the default front end."""
+
+    async def make(**config: Any) -> Any:
+        config.setdefault("http_front", http_front)
+        return await router_factory(**config)
+
+    return make

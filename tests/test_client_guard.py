@@ -14,6 +14,8 @@ import pytest
 
 from .conftest import wait_until
 
+pytestmark = pytest.mark.both_fronts  # the lean and the aiohttp front end alike (tests/conftest.py)
+
 CHAT_HEAD = b"POST /v1/chat/completions HTTP/1.1\r\nHost: router\r\nContent-Type: application/json\r\n"
 
 
@@ -75,9 +77,9 @@ async def test_an_upload_that_stops_short_of_its_content_length_gets_408_after_t
 async def test_an_idle_keep_alive_connection_is_closed_after_the_keepalive_timeout(router_factory):
     server = await router_factory(client_keepalive_timeout_secs=0.5)
     reader, writer = await _connect(server)
-    writer.write(b"GET /health HTTP/1.1\r\nHost: router\r\n\r\n")
-    status, _, _ = await _answer(reader)
-    assert status == 200
+    writer.write(CHAT_HEAD + b"Content-Length: 2\r\n\r\n{}")  # a generation request: either front end's
+    status, headers, _ = await _answer(reader)
+    assert status == 400 and headers.get("connection") != "close"
     assert await _closed(reader)  # nothing more was sent: the idle connection is closed
     writer.close()
 
@@ -108,7 +110,7 @@ async def test_an_oversized_header_gets_an_openai_shaped_431_and_one_log_line_wi
     server = await router_factory()
     caplog.set_level(logging.DEBUG)
     reader, writer = await _connect(server)
-    writer.write(b"GET /health HTTP/1.1\r\nHost: r\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n")
+    writer.write(CHAT_HEAD + b"X-Big: " + b"a" * 9000 + b"\r\n\r\n")
     status, headers, body = await _answer(reader)
     assert status == 431 and headers["content-type"].startswith("application/json")
     assert json.loads(body)["error"]["code"] == "http_431"

@@ -48,6 +48,11 @@ class AiohttpResponse:
         """The media type without parameters, ``""`` without the header (aiohttp would say octet-stream)."""
         return self.header("content-type").partition(";")[0].strip().lower()
 
+    @property
+    def drained(self) -> bool:
+        """Never known ahead with aiohttp: the end of the body shows as the end of the iteration."""
+        return False
+
     async def read(self) -> bytes:
         """The whole remaining body."""
         return await self._resp.read()

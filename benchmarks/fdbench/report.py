@@ -7,7 +7,7 @@ import os
 import platform
 
 from .results import Result, ms, rounded
-from .targets import AIOHTTP_POOL, BASELINE, DIRECT, FDROUTER, SGLANG, TARGET_ORDER
+from .targets import AIOHTTP_FRONT, AIOHTTP_POOL, BASELINE, DIRECT, FDROUTER, SGLANG, TARGET_ORDER
 from .workload import C1, C64, S32, SCENARIOS
 
 THROUGHPUT_GOAL = 2.5
@@ -131,6 +131,8 @@ def target_checks(results: list[Result]) -> tuple[list[str], dict]:
     checks["added_p50_ms_c1"] = {"value": rounded(added, 3), "target": ADDED_P50_GOAL_MS, "ok": ok}
     lines.append(f"router-added p50 @c1: {fmt(added, '.3f')} ms (goal <= {ADDED_P50_GOAL_MS} ms) "
                  f"{'PASS' if ok else 'MISS'}")
+    if (AIOHTTP_FRONT, C64) in at.by_key:
+        lines.append(_front_line(at, checks))
     if (AIOHTTP_POOL, C64) in at.by_key:
         lines.extend(_pool_check(at, checks))
     if (SGLANG, C64) in at.by_key:
@@ -142,6 +144,20 @@ def target_checks(results: list[Result]) -> tuple[list[str], dict]:
         lines.append(f"fdrouter/sglang-router throughput @c64: {fmt(peer_ratio, '.2f')}x "
                      f"(sglang-router-added p50 @c1: {fmt(peer_added, '.3f')} ms; goal: match the peer)")
     return lines, checks
+
+
+def _front_line(at: _Lookup, checks: dict) -> str:
+    """What the lean front end (front.py) saves over aiohttp's server, for the same router: a report, no goal."""
+    cpu = {s: (at.cpu_us(FDROUTER, s), at.cpu_us(AIOHTTP_FRONT, s)) for s in (C64, S32)}
+    direct_p50 = at.p50(DIRECT, C1)
+    added = {t: (p50 - direct_p50) * 1000 if (p50 := at.p50(t, C1)) is not None and direct_p50 is not None
+             else None for t in (FDROUTER, AIOHTTP_FRONT)}
+    checks["front_vs_aiohttp"] = {
+        "cpu_us": {s: {"lean": rounded(lean, 1), "aiohttp": rounded(aio, 1)} for s, (lean, aio) in cpu.items()},
+        "added_p50_ms_c1": {"lean": rounded(added[FDROUTER], 3), "aiohttp": rounded(added[AIOHTTP_FRONT], 3)}}
+    parts = [f"{fmt(lean, '.0f')}/{fmt(aio, '.0f')} us @{s}" for s, (lean, aio) in cpu.items()]
+    return (f"front end, lean/aiohttp: proxy CPU per request {', '.join(parts)}; router-added p50 @c1 "
+            f"{fmt(added[FDROUTER], '.3f')}/{fmt(added[AIOHTTP_FRONT], '.3f')} ms")
 
 
 def _pool_check(at: _Lookup, checks: dict) -> list[str]:

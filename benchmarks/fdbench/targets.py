@@ -1,7 +1,9 @@
 """The servers measured, all in front of one mock backend with zero token delay, started as child processes.
 
 - ``direct``: the mock backend itself, the floor every proxy adds to;
-- ``fdrouter``: ``fdrouter serve`` with its defaults;
+- ``fdrouter``: ``fdrouter serve`` with its defaults (the lean front end, ``front.py``);
+- ``fdrouter (aiohttp front)``: the same router with ``--http-front aiohttp``, so every run
+  re-measures what the lean front end saves over aiohttp's server;
 - ``fdrouter (aiohttp client pool)``: the same router with aiohttp's ClientSession as its
   generation pool (``fdrouter_aiohttp_pool.py``), to re-check what the hand-written pool buys;
 - ``baseline``: ``baseline_proxy.py``, FastDeploy's first router's per-request-session design;
@@ -33,10 +35,10 @@ BENCHMARKS = Path(__file__).resolve().parents[1]
 SERVE_TIMEOUT = 20.0  # seconds for a started router to serve its first request (its worker registered)
 PEER_START_TIMEOUT = 60.0  # sglang-router discovers its worker in a background workflow
 
-DIRECT, FDROUTER, AIOHTTP_POOL, BASELINE, SGLANG = (
-    "direct", "fdrouter", "fdrouter (aiohttp client pool)", "baseline", "sglang-router")
+DIRECT, FDROUTER, AIOHTTP_FRONT, AIOHTTP_POOL, BASELINE, SGLANG = (
+    "direct", "fdrouter", "fdrouter (aiohttp front)", "fdrouter (aiohttp client pool)", "baseline", "sglang-router")
 MOCK = "mock"
-TARGET_ORDER = (DIRECT, FDROUTER, AIOHTTP_POOL, BASELINE, SGLANG)
+TARGET_ORDER = (DIRECT, FDROUTER, AIOHTTP_FRONT, AIOHTTP_POOL, BASELINE, SGLANG)
 """The order of the rows in every scenario, and of the targets in a round before rotation."""
 
 
@@ -62,6 +64,7 @@ async def start_targets(spawner: Spawner, *, with_peer: bool) -> dict[str, Servi
     router_flags = ["--port", "0", "--worker-urls", mock.url, "--log-level", "warning"]
     commands = {
         FDROUTER: [py, "-m", "fdrouter", "serve", *router_flags],
+        AIOHTTP_FRONT: [py, "-m", "fdrouter", "serve", *router_flags, "--http-front", "aiohttp"],
         AIOHTTP_POOL: [py, str(BENCHMARKS / "fdrouter_aiohttp_pool.py"), *router_flags],
         BASELINE: [py, str(BENCHMARKS / "baseline_proxy.py"), "--port", "0", "--backend", mock.url],
     }
@@ -125,5 +128,5 @@ async def wait_serving(session: aiohttp.ClientSession, name: str, url: str, body
     raise RuntimeError(f"{name} at {url} did not serve a request within {timeout:g}s (last: {last})")
 
 
-__all__ = ["AIOHTTP_POOL", "BASELINE", "BENCHMARKS", "DIRECT", "FDROUTER", "MOCK", "PEER_START_TIMEOUT",
+__all__ = ["AIOHTTP_FRONT", "AIOHTTP_POOL", "BASELINE", "BENCHMARKS", "DIRECT", "FDROUTER", "MOCK", "PEER_START_TIMEOUT",
            "SERVE_TIMEOUT", "SGLANG", "TARGET_ORDER", "generation_urls", "sglang_available", "start_targets", "target_pids", "wait_serving"]

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
+import pytest
 
 from fdrouter.testing import MockBehavior
 
 from ..conftest import wait_until
+
+pytestmark = pytest.mark.both_fronts  # the lean and the aiohttp front end alike (tests/conftest.py)
 
 
 async def test_five_hundred_sequential_requests_reuse_at_most_two_backend_connections(cluster):

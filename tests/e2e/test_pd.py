@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
+import pytest
 
 from ..conftest import wait_until
+
+pytestmark = pytest.mark.both_fronts  # the lean and the aiohttp front end alike (tests/conftest.py)
 
 
 async def test_pd_request_reaches_both_legs_with_disaggregate_info(cluster):

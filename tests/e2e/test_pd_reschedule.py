@@ -6,9 +6,12 @@ import asyncio
 import json
 from typing import Any
 
+import pytest
 from aiohttp import web
 
 from ..conftest import wait_until
+
+pytestmark = pytest.mark.both_fronts  # both sinks keep a stream open across attempts (tests/conftest.py)
 
 CHAT = "/v1/chat/completions"
 EIGHT = "".join(f"tok{i} " for i in range(8))

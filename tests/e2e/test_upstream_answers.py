@@ -8,10 +8,13 @@ import gzip
 import json
 from collections.abc import AsyncIterator
 
+import pytest
 import pytest_asyncio
 from aiohttp import web
 
 from ..conftest import wait_until
+
+pytestmark = pytest.mark.both_fronts  # the lean and the aiohttp front end alike (tests/conftest.py)
 
 BODY = {"choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}]}
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hello"}]}
