@@ -147,7 +147,7 @@ def _run(coro_factory) -> None:
 
 
 def _run_workers(config: RouterConfig) -> int:
-    from .supervisor import Supervisor
+    from .workers.supervisor import Supervisor
 
     async def supervise() -> int:
         stop = asyncio.Event()

@@ -281,7 +281,7 @@ class RouterConfig:
     def worker_count(self) -> int:
         """How many worker processes ``workers`` asks for (auto: the usable cores)."""
         if self.workers == "auto":
-            from .supervisor import usable_cores
+            from .workers.supervisor import usable_cores
 
             return usable_cores()
         return int(self.workers)
