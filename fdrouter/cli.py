@@ -12,17 +12,8 @@ from collections.abc import Sequence
 
 import yaml
 
-from .config import (
-    FIELD_TYPES,
-    SETTINGS,
-    ConfigError,
-    ConfigFile,
-    RouterConfig,
-    default_of,
-    load_instances_file,
-    parse_worker_urls,
-    read_config_file,
-)
+from .config import FIELD_TYPES, SETTINGS, ConfigError, RouterConfig, default_of
+from .config_loader import ConfigFile, load_instances_file, parse_worker_urls, read_config_file
 from .fastdeploy_config import resolve_soft_options
 from .instances import InstanceInfo
 from .logs import LogRetention, configure_logging
@@ -156,7 +147,7 @@ def _run(coro_factory) -> None:
 
 
 def _run_workers(config: RouterConfig) -> int:
-    from .supervisor import Supervisor
+    from .workers.supervisor import Supervisor
 
     async def supervise() -> int:
         stop = asyncio.Event()

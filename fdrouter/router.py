@@ -26,7 +26,6 @@ from .errors import (
     UpstreamStatus,
     UpstreamTimeout,
 )
-from .fleet_link import FleetLink
 from .generation_pool import Response
 from .health_monitor import HealthMonitor
 from .health_state import Health
@@ -41,11 +40,12 @@ from .policies import RoutingFacts, make_policy
 from .registry import InstanceState, Registry
 from .router_control import RouterControl
 from .router_metrics import InstanceRow, RouterMetrics
-from .shared_state import SharedState
 from .sink import Sink
 from .stats import CacheStats, StatsLog, UsageTap
 from .upstream import UpstreamClient
 from .validate import estimate_tokens, prompt_text
+from .workers.fleet_link import FleetLink
+from .workers.shared_state import SharedState
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -60,7 +60,7 @@ class Router(RouterControl):
 
     def __init__(self, config: RouterConfig, *, metrics: RouterMetrics | None = None,
                  shared: SharedState | None = None) -> None:
-        """``shared``: this router is one worker of a multi-worker router (``fleet_link.py``)."""
+        """``shared``: this router is one worker of a multi-worker router (``workers/fleet_link.py``)."""
         self.config = config
         self.metrics = metrics or RouterMetrics()
         self.registry = Registry(

@@ -16,10 +16,10 @@ from .registry import InstanceState
 
 if TYPE_CHECKING:
     from .config import RouterConfig
-    from .fleet_link import FleetLink
     from .health_monitor import HealthMonitor
     from .registry import Registry
     from .upstream import UpstreamClient
+    from .workers.fleet_link import FleetLink
 
 log = logging.getLogger(__name__)
 

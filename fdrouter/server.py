@@ -23,9 +23,9 @@ from .generation_service import GenerationService
 from .responses import error_middleware
 from .router import Router
 from .router_metrics import RouterMetrics
-from .shared_admission import SharedAdmission
-from .shared_state import SharedState
 from .validate import CHAT, COMPLETIONS
+from .workers.shared_admission import SharedAdmission
+from .workers.shared_state import SharedState
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 def build_app(config: RouterConfig, *, shared: SharedState | None = None) -> web.Application:
     """The aiohttp application; the Router lives in its lifecycle (cleanup_ctx).
 
-    ``shared``: the app is one worker of a multi-worker router (``supervisor.py``).
+    ``shared``: the app is one worker of a multi-worker router (``workers/supervisor.py``).
     """
     app = web.Application(client_max_size=config.max_body_bytes, middlewares=[error_middleware])
     app[CONFIG_KEY] = config

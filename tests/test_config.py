@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from fdrouter.cli import build_parser, config_from_args
-from fdrouter.config import ConfigError, RouterConfig, load_instances_file
+from fdrouter.config import ConfigError, RouterConfig
+from fdrouter.config_loader import load_instances_file
 from fdrouter.instances import Role
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fdrouter import Router, RouterConfig, RouterServer
-from fdrouter.config import parse_worker_urls
+from fdrouter.config_loader import parse_worker_urls
 from fdrouter.health_state import Health
 from fdrouter.testing import MockBackend, closed_port
 

@@ -7,7 +7,7 @@ import contextlib
 import aiohttp
 import pytest
 
-from fdrouter.config import parse_worker_urls
+from fdrouter.config_loader import parse_worker_urls
 from fdrouter.server import RouterServer
 from fdrouter.testing import MockBackend, closed_port, wait_until
 from fdrouter.testing.factories import RouterMaker, leaks, mock_backends, routers

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from . import jsonutil
+from .. import jsonutil
 
 log = logging.getLogger(__name__)
 

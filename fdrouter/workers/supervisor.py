@@ -34,7 +34,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 
-from .config import RouterConfig
+from ..config import RouterConfig
 from .shared_state import METRICS_ENV, SharedState
 
 log = logging.getLogger(__name__)

@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import jsonutil
+from .. import jsonutil
 
 MAGIC = 0x66_64_72_6F_75_74_65_72  # "fdrouter"
 _HEADER_WORDS = 8

@@ -24,17 +24,17 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
-from .errors import InstanceUnhealthy
-from .health_state import Health
-from .instances import InstanceInfo, Role
+from ..errors import InstanceUnhealthy
+from ..health_state import Health
+from ..instances import InstanceInfo, Role
+from ..policies.base import RoutingFacts
+from ..registry import InstanceState
 from .peer_exchange import MAX_DATAGRAM, PeerExchange
-from .policies.base import RoutingFacts
-from .registry import InstanceState
 from .shared_registry import RegistryMirror, publish, unpublish
 from .shared_state import SUPERVISOR, SharedState
 
 if TYPE_CHECKING:
-    from .router import Router
+    from ..router import Router
 
 log = logging.getLogger(__name__)
 

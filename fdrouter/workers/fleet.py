@@ -20,17 +20,17 @@ import contextlib
 import logging
 from typing import Any
 
-from .config import RouterConfig
-from .health_monitor import HealthMonitor
-from .health_state import Health
-from .metrics_scraper import MetricsScraper
+from ..config import RouterConfig
+from ..health_monitor import HealthMonitor
+from ..health_state import Health
+from ..metrics_scraper import MetricsScraper
+from ..policies import make_policy
+from ..registry import InstanceState, Registry
+from ..router import _breaker_factory
+from ..upstream import UpstreamClient
 from .peer_exchange import PeerExchange
-from .policies import make_policy
-from .registry import InstanceState, Registry
-from .router import _breaker_factory
 from .shared_registry import RegistryMirror, SharedInstanceState, health_word, publish
 from .shared_state import SharedState
-from .upstream import UpstreamClient
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ import signal
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from .app_state import ACTIVE_KEY
-from .config import RouterConfig
-from .logs import LogRetention, configure_logging
+from ..app_state import ACTIVE_KEY
+from ..config import RouterConfig
+from ..logs import LogRetention, configure_logging
 from .shared_state import SharedState
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ def worker_main(config: RouterConfig, index: int, workers: int, directory: str, 
 
 
 async def _serve(config: RouterConfig, index: int, workers: int, directory: str, ready: Connection) -> None:
-    from .server import RouterServer
+    from ..server import RouterServer
 
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)

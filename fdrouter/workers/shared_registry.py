@@ -27,11 +27,11 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from .errors import TooManyInstances
-from .health_state import Health, HealthTracker
-from .instances import InstanceInfo
-from .policies.base import RemoteMetrics
-from .registry import InstanceState, Registry
+from ..errors import TooManyInstances
+from ..health_state import Health, HealthTracker
+from ..instances import InstanceInfo
+from ..policies.base import RemoteMetrics
+from ..registry import InstanceState, Registry
 from .shared_memory import LOAD_FIELDS, SharedMemory
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from .admission import AdmissionControl
+from ..admission import AdmissionControl
 from .shared_memory import SharedMemory
 
 POLL_SECS = 0.005
