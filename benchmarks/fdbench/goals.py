@@ -97,7 +97,7 @@ def _ratio_goal(rows: _Rows, scenario: str, limit: float, missing: dict[str, str
     name = f"×2 workers req/s over vllm-router's, {scenario}"
     threshold = f">= {limit:g}x, same run"
     if vllm is None:
-        why = missing.get(VLLM, "no vllm-router row")
+        why = f"{VLLM} {missing.get(VLLM, 'has no row')}"
         return Goal(name, f"{why}: no ratio (×2 workers {_num(w2, '.0f')} req/s)", threshold, None)
     ratio = w2 / vllm if w2 is not None and vllm else None
     extra = [f"1 worker {_num(w1 / vllm if w1 else None, '.2f')}x"]
@@ -162,7 +162,9 @@ def evaluate(results: list[dict], streams: list[dict], *, missing: dict[str, str
 def targets_block(goals: list[Goal]) -> str:
     """The printed block."""
     met = sum(1 for g in goals if g.met)
-    lines = [f"targets ({met} of {len(goals)} met; a report, not a pass/fail):"]
+    unmeasured = sum(1 for g in goals if g.met is None)
+    counts = f"{met} of {len(goals)} met" + (f", {unmeasured} not measured" if unmeasured else "")
+    lines = [f"targets ({counts}; a report, not a pass/fail):"]
     lines += [f"- {g.line()}" for g in goals]
     return "\n".join(lines)
 
