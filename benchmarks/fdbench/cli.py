@@ -138,12 +138,12 @@ async def _bench(args: argparse.Namespace, spawner: Spawner, workdir: Path) -> d
         for proc in reversed(spawner.procs):  # the throughput targets are done: their CPU and fds go back
             await asyncio.to_thread(proc.stop)
         print()
-        found = await memory_phase(spawner, streams=args.streams, peers=tuple(p for p in peers if p == VLLM),
-                                   prompt_chars=args.prompt_chars, say=say)
-        streams = [s.summary() for s in found]
+        memory = await memory_phase(spawner, streams=args.streams, peers=tuple(p for p in peers if p == VLLM),
+                                    prompt_chars=args.prompt_chars, say=say)
+        streams = [s.summary() for s in memory]
         print(f"\nmemory: {args.streams} concurrent 16 s streams (16 tokens, 1 s apart), router RSS summed over its "
               "process tree, (peak - idle before) / streams:")
-        for s in found:
+        for s in memory:
             print(s.line())
     goals = evaluate(summaries, streams, missing=missing, streams_skipped=skipped)
     print(f"\nload average at the end: {_loadavg()}")

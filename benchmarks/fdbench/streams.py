@@ -85,10 +85,12 @@ class StreamsResult:
         """One line for the report."""
         if self.note and not self.completed:
             return f"  {self.target}: {self.note}"
-        per = self.rss_per_stream_kb
-        rss = ("RSS -" if per is None else
-               f"RSS idle {self.idle_rss_kb / 1024:.0f} MiB, peak {self.peak_rss_kb / 1024:.0f} MiB "
-               f"= {per:.1f} KB/stream")
+        per, idle, peak = self.rss_per_stream_kb, self.idle_rss_kb, self.peak_rss_kb
+        rss = ("RSS -" if per is None or idle is None or peak is None else
+               f"RSS idle {idle / 1024:.0f} MiB, peak {peak / 1024:.0f} MiB = {per:.1f} KB/stream")
+        if per is not None and 0 < self.peak_open < self.streams:
+            # not all were open at once: the peak held fewer streams than the division assumes
+            rss += f" ({per * self.streams / self.peak_open:.1f} KB per stream open at once)"
         fails = ", ".join(f"{k} {v}" for k, v in sorted(self.failures.items())) or "none"
         return (f"  {self.target}: {self.completed}/{self.streams} completed (failed: {fails}), "
                 f"{self.peak_open} open at once after a {self.ramp_seconds:.1f}s ramp, {self.seconds:.1f}s; {rss}")

@@ -29,6 +29,9 @@ def test_rss_per_stream_is_peak_minus_idle_over_the_streams_asked_for():
     r.failures = Counter({"timeout": 2, "cut": 1})
     assert "(failed: cut 1, timeout 2)" in r.line()
     assert r.summary()["rss_per_stream_kb"] == 20.0 and r.summary()["failures"] == {"cut": 1, "timeout": 2}
+    assert "open at once)" not in r.line()
+    r.peak_open = 4000  # a slow ramp: half of them ended before the rest were open
+    assert "= 20.0 KB/stream (40.0 KB per stream open at once)" in r.line()
 
 
 def test_raise_nofile_lifts_the_soft_limit_to_the_hard_one_for_this_process_and_its_children():
