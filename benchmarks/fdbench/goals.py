@@ -109,7 +109,7 @@ def _ratio_goal(rows: _Rows, scenario: str, limit: float, missing: dict[str, str
 
 def _p50_goal(rows: _Rows) -> Goal:
     added = rows.added_p50(FDROUTER)
-    peers = ", ".join(f"{p} {_num(rows.added_p50(p), '.3f')}" for p in (FDROUTER_W2, SGLANG, VLLM)
+    peers = ", ".join(f"{p} {_num(rows.added_p50(p), '+.3f')}" for p in (FDROUTER_W2, SGLANG, VLLM)
                       if rows.added_p50(p) is not None)
     figure = f"fdrouter +{_num(added, '.3f')} ms" + (f" ({peers} ms)" if peers else "")
     return Goal("router-added p50 over direct, non-stream c1", figure,
