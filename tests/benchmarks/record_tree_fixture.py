@@ -2,11 +2,13 @@
 
     PYTHONPATH=$PWD python tests/benchmarks/record_tree_fixture.py     # Linux
 
-It starts the router (a supervisor, multiprocessing's resource tracker and two workers), waits
-for ``listening on``, then reads every ``/proc/PID/stat``, the ``/proc/PID/status`` of the
+It starts the router (a supervisor, multiprocessing's resource tracker and two workers) and, as
+a sibling the tree walk must leave out, an idle Python child; waits for ``listening on``; then
+reads ``/proc/PID/stat`` of every process and keeps those of the recorder, the sibling and the
+router's tree (nothing else of the machine goes into the file), the ``/proc/PID/status`` of the
 router's processes, and, as an independent account of the same moment, ``ps -e -o
-pid,ppid,rss``. The tests assert on the recorded pids, so after re-recording nothing needs
-updating: they take the root pid and the ps listing from the file.
+pid,ppid,rss`` for the same pids. The tests take the root pid and the ps listing from the
+file, so after re-recording nothing needs updating.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ def main() -> None:
         router = subprocess.Popen(
             [sys.executable, "-m", "fdrouter", "serve", "--workers", "2", "--port", "0",
              "--worker-urls", "http://127.0.0.1:9", "--log-level", "error"], stdout=log, stderr=subprocess.STDOUT)
+        sibling = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
         try:
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
@@ -56,10 +59,15 @@ def main() -> None:
                 if ppid in below:
                     below.add(pid)
             statuses = {pid: text for pid in sorted(below) if (text := _read(f"/proc/{pid}/status")) is not None}
+            keep = below | {str(os.getpid()), str(sibling.pid)}
+            stats = {pid: text for pid, text in stats.items() if pid in keep}
+            ps = "".join(line + "\n" for line in ps.splitlines() if line.split()[0] in keep)
         finally:
             router.terminate()
+            sibling.stdin.close()  # type: ignore[union-attr]
             router.wait(timeout=60)
-    fixture = {"root": router.pid, "clk_tck": os.sysconf("SC_CLK_TCK"), "ps": ps, "stats": stats,
+            sibling.wait(timeout=10)
+    fixture = {"root": router.pid, "recorder": os.getpid(), "sibling": sibling.pid, "clk_tck": os.sysconf("SC_CLK_TCK"), "ps": ps, "stats": stats,
                "statuses": statuses}
     (DATA / "proc_tree.json").write_text(json.dumps(fixture, indent=1, sort_keys=True) + "\n")
 

@@ -36,8 +36,11 @@ def test_the_tree_of_a_two_worker_router_is_its_supervisor_the_resource_tracker_
     assert len(tree) == 4
     names = {pid: FIXTURE["stats"][str(pid)].split("(", 1)[1].rsplit(")", 1)[0] for pid in tree}
     assert all("python" in name for name in names.values()), names
-    # the recording's own parent (the recorder) and init are outside the tree
-    assert parse_ppid(FIXTURE["stats"][str(ROOT)]) not in tree and 1 not in tree
+    # the recorder (the root's parent) and its other child are recorded too, and outside the tree
+    assert parse_ppid(FIXTURE["stats"][str(ROOT)]) == FIXTURE["recorder"]
+    assert parse_ppid(FIXTURE["stats"][str(FIXTURE["sibling"])]) == FIXTURE["recorder"]
+    assert FIXTURE["recorder"] not in tree and FIXTURE["sibling"] not in tree
+    assert recorded().tree(FIXTURE["recorder"]) == sorted([FIXTURE["recorder"], FIXTURE["sibling"], *tree])
 
 
 def test_tree_rss_is_the_sum_of_every_member_s_vmrss():
