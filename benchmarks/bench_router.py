@@ -1,14 +1,17 @@
 """Router overhead benchmark on loopback: direct vs fdrouter vs the per-request-session baseline.
 
-    python benchmarks/bench_router.py [--generator {auto,wrk,python}] [--duration S] [--quick] [--json FILE]
+    python benchmarks/bench_router.py [--generator {auto,wrk,python}] [--duration S] [--quick]
+                                      [--streams N] [--no-peer] [--json FILE]
+
+docs/benchmarks.md explains every row, scenario and target; this is the short version.
 
 One run starts a mock backend (zero token delay) and, in front of it: fdrouter; fdrouter with
-aiohttp's server as its front end (``--http-front aiohttp``) instead of the lean one; fdrouter with
-aiohttp's ClientSession as its generation pool instead of its hand-written one; the baseline
-proxy (``baseline_proxy.py``: FastDeploy's first router's design, a new session and so a new
-connection per request); and, when ``sglang_router`` is importable, sglang-router as a Rust
-peer. It drives each with a closed-loop load generator (N connections, each sending its next
-request when the previous answer is complete) in three scenarios:
+two workers (``--workers 2``); fdrouter with aiohttp's server as its front end (``--http-front
+aiohttp``) instead of the lean one; fdrouter with aiohttp's ClientSession as its generation pool
+instead of its hand-written one; the baseline proxy (``baseline_proxy.py``: FastDeploy's first
+router's design, a new session and so a new connection per request); and, when installed, the
+Rust peers sglang-router and vllm-router. It drives each with a closed-loop load generator (N
+connections, each sending its next request when the previous answer is complete) in three scenarios:
 
 - non-streaming at concurrency 1: the latency a router adds to one request;
 - non-streaming at concurrency 64: throughput;
@@ -20,8 +23,8 @@ target and scenario, requests/s, p50/p99 latency, errors, and:
 - ``x baseline``: the row's requests/s divided by the baseline's in the same scenario: the
   throughput gained over a proxy that connects anew for every request;
 - ``+p50 ms``: the row's p50 minus direct's p50 in the same scenario: the latency the proxy adds;
-- ``cpu us/req`` and ``mock us/req``: CPU time (user + system, from /proc) of the proxy process
-  and of the mock backend per answered request. They move much less with outside load than
+- ``cpu us/req`` and ``mock us/req``: CPU time (user + system, from /proc) of the proxy (summed
+  over its process tree: a supervisor and its workers) and of the mock backend per answered request. They move much less with outside load than
   requests/s do, and show what a per-request connection costs the backend too.
 
 Below the table, the checks (PASS/MISS), each a ratio of two rows of this one run:
@@ -37,6 +40,11 @@ Below the table, the checks (PASS/MISS), each a ratio of two rows of this one ru
 - ``front end, lean/aiohttp``: fdrouter's proxy CPU per request and router-added p50 with each front end
   (a report, no goal);
 - ``fdrouter/sglang-router throughput @c64`` (when the peer ran): above 1 is faster than the peer.
+
+Then the memory scenario (``--streams N``, default 8,000; 0 skips it): N concurrent 16 s streams
+through ``fdrouter serve --workers 1`` and vllm-router, completed streams and router RSS per
+stream. Last, the targets block: each target of the ``--workers`` / leaner-hot-path issue with
+this run's figures and met / NOT met (a report: the exit status does not depend on it).
 
 The numbers are this machine's: the generator, the proxies and the mock share its cores.
 

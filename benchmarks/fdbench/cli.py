@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 import signal
 import sys
@@ -18,16 +19,19 @@ import aiohttp
 
 from fdrouter.testing.processes import Spawner
 
+from .goals import evaluate, targets_block
 from .python_load import PythonLoad, client_session
 from .report import LEGEND, build_table, environment, target_checks
 from .results import Result
 from .runner import NOISY_LOAD, check_answers, run_scenario
+from .streams import memory_phase, raise_nofile
 from .targets import (
     PEER_START_TIMEOUT,
+    PEERS,
     SERVE_TIMEOUT,
-    SGLANG,
+    VLLM,
+    available_peers,
     generation_urls,
-    sglang_available,
     start_targets,
     target_pids,
     wait_serving,
@@ -65,14 +69,20 @@ async def bench(args: argparse.Namespace, spawner: Spawner, workdir: Path) -> di
 async def _bench(args: argparse.Namespace, spawner: Spawner, workdir: Path) -> dict:
     env = environment(aiohttp.__version__, getattr(uvloop, "__version__", None))
     say = _printer()
-    with_peer = not args.no_peer and sglang_available()
+    env["nofile"] = raise_nofile()  # the memory scenario's thousands of sockets; the children inherit it
+    missing = {peer: "skipped (--no-peer)" if args.no_peer else "not installed"
+               for peer, ok in available_peers().items() if args.no_peer or not ok}
+    peers = tuple(p for p in PEERS if p not in missing)
     say(f"fdrouter bench: python {env['python']}, aiohttp {env['aiohttp']}, uvloop {env['uvloop'] or 'no'}, "
-        f"fdrouter json {env['fdrouter_json']}, {env['cpus']} cpus; {args.duration:g}s per scenario in "
-        f"{args.rounds} interleaved rounds after {args.warmup:g}s warm-up")
-    if not with_peer:
-        say("sglang-router: " + ("skipped (--no-peer)" if args.no_peer else
-                                 "not installed (pip install sglang-router to measure it as a peer)"))
-    started = await start_targets(spawner, with_peer=with_peer)
+        f"fdrouter json {env['fdrouter_json']}, {env['cpus']} cpus, load average {_loadavg()}; "
+        f"{args.duration:g}s per scenario in {args.rounds} interleaved rounds after {args.warmup:g}s warm-up; "
+        f"RLIMIT_NOFILE {env['nofile'][0]}")
+    for peer, why in missing.items():
+        say(f"{peer}: {why}" + ("" if args.no_peer else f" (pip install {peer} to measure it as a peer)"))
+    started = await start_targets(spawner, peers=peers)
+    for peer in peers:
+        if peer not in started:
+            missing[peer] = "could not be started"
     urls, pids = generation_urls(started), target_pids(started)
     async with client_session() as session:
         load: PythonLoad | WrkLoad
@@ -86,14 +96,15 @@ async def _bench(args: argparse.Namespace, spawner: Spawner, workdir: Path) -> d
         probe = request_body(stream=False, prompt_chars=args.prompt_chars)
         for name, url in list(urls.items()):
             try:
-                timeout = PEER_START_TIMEOUT if name == SGLANG else SERVE_TIMEOUT
+                timeout = PEER_START_TIMEOUT if name in PEERS else SERVE_TIMEOUT
                 await wait_serving(session, name, url, probe, timeout)
             except RuntimeError as exc:
-                if name != SGLANG:
+                if name not in PEERS:
                     raise
                 # a peer that fails to serve costs its rows, not the run
-                say(f"sglang-router: could not be measured: {exc}\n{started[SGLANG].log_text(30)}")
+                say(f"{name}: could not be measured: {exc}\n{started[name].log_text(30)}")
                 del urls[name]
+                missing[name] = "did not serve"
         say("ready: " + ", ".join(f"{n} {u}" for n, u in urls.items()))
         results: list[Result] = []
         for i, scenario in enumerate(SCENARIOS, 1):
@@ -121,8 +132,33 @@ async def _bench(args: argparse.Namespace, spawner: Spawner, workdir: Path) -> d
     if noisy:
         print(f"note: other processes or the hypervisor took > {NOISY_LOAD:.0%} of the CPU during: "
               f"{', '.join(noisy)}; rerun when the machine is quieter before drawing conclusions")
+    summaries = [r.summary() for r in results]
+    streams, skipped = [], "skipped (--streams 0)"
+    if args.streams > 0:
+        for proc in reversed(spawner.procs):  # the throughput targets are done: their CPU and fds go back
+            await asyncio.to_thread(proc.stop)
+        print()
+        memory = await memory_phase(spawner, streams=args.streams, peers=tuple(p for p in peers if p == VLLM),
+                                    prompt_chars=args.prompt_chars, say=say)
+        streams = [s.summary() for s in memory]
+        print(f"\nmemory: {args.streams} concurrent 16 s streams (16 tokens, 1 s apart), router RSS summed over its "
+              "process tree, (peak - idle before) / streams:")
+        for s in memory:
+            print(s.line())
+    goals = evaluate(summaries, streams, missing=missing, streams_skipped=skipped)
+    print(f"\nload average at the end: {_loadavg()}")
+    print(targets_block(goals))
     return {"environment": env, "settings": {k: v for k, v in vars(args).items() if k not in ("json", "wrk_path")},
-            "results": [r.summary() for r in results], "checks": checks}
+            "results": summaries, "checks": checks, "streams": streams, "missing_peers": missing,
+            "targets": [{"name": g.name, "figure": g.figure, "threshold": g.threshold, "verdict": g.verdict}
+                        for g in goals]}
+
+
+def _loadavg() -> str:
+    try:
+        return " ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:  # not available on this platform
+        return "?"
 
 
 def _printer() -> Callable[[str], None]:
@@ -145,7 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="interleaved rounds the duration is split into (default 5; 3 with --quick)")
     parser.add_argument("--quick", action="store_true", help="a short smoke run: numbers are noisier")
     parser.add_argument("--prompt-chars", type=int, default=1000, help="system prompt length (default 1000)")
-    parser.add_argument("--no-peer", action="store_true", help="do not measure sglang-router even if installed")
+    parser.add_argument("--no-peer", action="store_true",
+                        help="do not measure the Rust peers (sglang-router, vllm-router) even if installed")
+    parser.add_argument("--streams", type=int, default=None, metavar="N",
+                        help="the memory scenario: N concurrent 16 s streams through fdrouter --workers 1 (and "
+                             "vllm-router); 0 skips it (default 8000; 1000 with --quick)")
     parser.add_argument("--generator", choices=GENERATORS, default="auto",
                         help="load generator: wrk (the C one; apt-get install wrk), python (aiohttp; the only one "
                              "with time to first byte) or auto: wrk when on PATH, else python (default auto)")
@@ -164,6 +204,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.duration = args.duration if args.duration is not None else (1.5 if quick else 5.0)
     args.warmup = args.warmup if args.warmup is not None else (0.3 if quick else 1.0)
     args.rounds = max(1, args.rounds if args.rounds is not None else (3 if quick else 5))
+    args.streams = args.streams if args.streams is not None else (1000 if quick else 8000)
+    if args.streams < 0:
+        parser.error("--streams must be >= 0")
     if args.duration <= 0 or args.warmup < 0:
         parser.error("--duration must be > 0 and --warmup >= 0")
     if args.wrk_threads < 1:

@@ -97,9 +97,12 @@ class OutsideLoad:
 
     def _sample(self) -> tuple[float, tuple[float, float] | None, float]:
         # RUSAGE_CHILDREN holds the wrk runs that have ended (the servers are reaped only at the end)
+        from .proctree import tree_cpus  # here: proctree imports this module
+
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        # process trees: a multi-worker router's workers are ours too
         ours = (time.process_time() + children.ru_utime + children.ru_stime
-                + sum(cpu_seconds(pid) or 0.0 for pid in self._pids.values()))
+                + sum(cpu or 0.0 for cpu in tree_cpus(*self._pids.values())))
         return time.monotonic(), machine_cpu(), ours
 
     def fractions(self) -> tuple[float, float] | None:

@@ -13,7 +13,7 @@ import time
 
 import aiohttp
 
-from .cpu import cpu_seconds
+from .proctree import tree_cpus
 from .results import Result
 from .workload import HEADERS, REQUEST_TIMEOUT, Scenario, request_body
 
@@ -72,19 +72,19 @@ async def run_slice(session: aiohttp.ClientSession, url: str, body: bytes, scena
     gc.collect()
     gc.disable()
     try:
-        cpu_before = cpu_seconds(proxy_pid), cpu_seconds(backend_pid), time.process_time()
+        cpu_before, own_before = tree_cpus(proxy_pid, backend_pid), time.process_time()
         start = time.perf_counter()
         # requests time out after REQUEST_TIMEOUT, so this bound is never the one that ends a healthy slice
         async with asyncio.timeout(seconds + REQUEST_TIMEOUT + 5), asyncio.TaskGroup() as group:
             for _ in range(scenario.concurrency):
                 group.create_task(_worker(session, url, body, scenario.stream, start + seconds, result, ends))
-        cpu_after = cpu_seconds(proxy_pid), cpu_seconds(backend_pid), time.process_time()
+        cpu_after, own_after = tree_cpus(proxy_pid, backend_pid), time.process_time()
     finally:
         gc.enable()
     # measured time runs to the last completion: requests started before the deadline count in full
     result.seconds += (max(ends) if ends else time.perf_counter()) - start
     result.add_server_cpu((cpu_before[0], cpu_after[0]), (cpu_before[1], cpu_after[1]))
-    result.generator_cpu += cpu_after[2] - cpu_before[2]
+    result.generator_cpu += own_after - own_before
 
 
 class PythonLoad:

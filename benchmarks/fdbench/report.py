@@ -25,8 +25,9 @@ LEGEND = """\
 x baseline: the row's req/s over the baseline's in the same scenario (throughput gained over a proxy that
             opens a new connection per request).
 +p50 ms:    the row's p50 minus direct's p50 in the same scenario: the latency the proxy adds.
-cpu us/req: CPU time of the proxy process per answered request (user + system, from /proc); moves much
-            less with outside load than req/s does. mock us/req: the same for the mock backend."""
+cpu us/req: CPU time of the proxy per answered request (user + system from /proc, summed over its process
+            tree: a supervisor and its workers); moves much less with outside load than req/s does.
+            mock us/req: the same for the mock backend."""
 
 
 def fmt(value: float | None, spec: str = ".3f") -> str:

@@ -23,7 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .cpu import cpu_seconds
+from .proctree import tree_cpus
 from .results import Result
 from .workload import REQUEST_TIMEOUT, Scenario, request_body
 from .wrk_output import DONE_MARK, WrkRun, parse_wrk_output
@@ -140,7 +140,7 @@ class WrkLoad:
     async def run_slice(self, url: str, scenario: Scenario, seconds: float, result: Result, *,
                         proxy_pid: int | None = None, backend_pid: int | None = None) -> None:
         """Drive ``url`` for ``seconds`` with one wrk run and add the outcome to ``result``."""
-        cpu_before = cpu_seconds(proxy_pid), cpu_seconds(backend_pid)
+        cpu_before = tree_cpus(proxy_pid, backend_pid)
         try:
             run = await run_wrk(self.path, url, self._scripts[scenario.stream], connections=scenario.concurrency,
                                 threads=self.threads, seconds=seconds)
@@ -150,7 +150,7 @@ class WrkLoad:
             result.errors += 1
             result.seconds += seconds
             return
-        cpu_after = cpu_seconds(proxy_pid), cpu_seconds(backend_pid)
+        cpu_after = tree_cpus(proxy_pid, backend_pid)
         result.add_wrk_round(run, proxy=(cpu_before[0], cpu_after[0]), backend=(cpu_before[1], cpu_after[1]))
 
 
