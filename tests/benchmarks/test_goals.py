@@ -82,3 +82,25 @@ def test_a_target_without_its_row_is_not_measured_rather_than_missed():
     goals = evaluate([r for r in RESULTS if r["target"] != FDROUTER], STREAMS)
     assert verdicts(goals)[:3] == ["not measured"] * 3
     assert goals[0].figure.startswith("fdrouter - us/req")
+
+
+def test_absolute_targets_are_also_judged_scaled_by_how_far_vllm_router_moved_since_they_were_set():
+    cpu_c64, cpu_s32, p50 = evaluate(RESULTS, STREAMS)[:3]
+    # c64: vllm-router 90 us here against 48 when the 90 us target was set: x1.88 -> 169 us; fdrouter 95 meets it
+    assert cpu_c64.verdict == "NOT met" and cpu_c64.scaled_met is True
+    assert "48 us when set, 90 us in this run: x1.88): <= 169 us: met" in cpu_c64.scaled
+    # streams: 300 against 135 -> x2.22 -> 244 us
+    assert cpu_s32.scaled_met is True and "<= 244 us" in cpu_s32.scaled
+    # p50: vllm-router adds 0.100 ms here against 0.053 -> x1.89 -> 0.226 ms; fdrouter adds 0.110
+    assert p50.scaled_met is True and "<= 0.226 ms" in p50.scaled
+    slower = [r if r["target"] != FDROUTER or r["scenario"] != C64 else row(FDROUTER, C64, rps=5000, p50_ms=11.0,
+                                                                             cpu_us=200) for r in RESULTS]
+    assert evaluate(slower, STREAMS)[0].scaled_met is False
+    block = targets_block(evaluate(RESULTS, STREAMS))
+    assert "scaled by vllm-router, 3 of 3 absolute ones met" in block.splitlines()[0]
+
+
+def test_without_vllm_router_no_scaled_judgement_is_made():
+    goals = evaluate([r for r in RESULTS if r["target"] != VLLM], STREAMS, missing={VLLM: "not installed"})
+    assert all(g.scaled == "" and g.scaled_met is None for g in goals)
+    assert "scaled" not in targets_block(goals)
