@@ -109,18 +109,8 @@ class MockBackend:
         self.model = model
         self.behavior = behavior if behavior is not None else MockBehavior()
 
-        self.connections_accepted = 0
         self.connections_open = 0
-        self.requests_total = 0
         self.requests_in_flight = 0
-        self.disconnects = 0
-        self.health_checks = 0
-        self.metrics_requests = 0
-        """GET /metrics answered: how often something scraped this instance."""
-        self.prompt_tokens_total = 0
-        """Prompt tokens this instance prefilled (looked up in its prefix cache)."""
-        self.cached_tokens_total = 0
-        """Of those, the tokens found in the prefix cache."""
         self.received: collections.deque[dict[str, Any]] = collections.deque(maxlen=RECEIVED_MAXLEN)
         self.received_headers: collections.deque[Mapping[str, str]] = collections.deque(
             maxlen=RECEIVED_MAXLEN
@@ -132,6 +122,7 @@ class MockBackend:
         """Replaced when a new engine model changes the block size; ``clear()`` it for a cold start."""
         self.kv_events = KvPublisher(self.prefix_cache)
         """Publishes the prefix cache's changes at ``GET /kv_events`` (docs/kv_events.md)."""
+        self.reset_stats()  # the cumulative counters start at zero
         self._scheduler = EngineScheduler(self._admitted)
 
         self._model_json = json.dumps(model)
@@ -270,8 +261,11 @@ class MockBackend:
         self.disconnects = 0
         self.health_checks = 0
         self.metrics_requests = 0
+        """GET /metrics answered: how often something scraped this instance."""
         self.prompt_tokens_total = 0
+        """Prompt tokens this instance prefilled (looked up in its prefix cache)."""
         self.cached_tokens_total = 0
+        """Of those, the tokens found in the prefix cache."""
         self.prefix_cache.hits = self.prefix_cache.lookups = 0
         self.received.clear()
         self.received_headers.clear()

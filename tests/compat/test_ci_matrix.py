@@ -62,7 +62,7 @@ def test_the_runner_counts_a_real_pytest_report(run_matrix, tmp_path):
         "import pytest\n"
         "def test_passes(): pass\n"
         "def test_fails(): assert False\n"
-        "@pytest.mark.skip(reason='sample')\n"
+        "@pytest.mark.skip(reason='a skipped test for the runner to count')\n"
         "def test_skipped(): pass\n"
     )
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
